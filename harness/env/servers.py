@@ -1,0 +1,303 @@
+"""Throwaway PostgreSQL and Redis servers on loopback ports (RECIPES.md §1–2).
+
+Each server lives in a directory of its own, binds 127.0.0.1 only, and can be started,
+stopped, crashed (SIGKILL) and restarted. As root, PostgreSQL binaries run as the
+`postgres` OS user, since initdb refuses root. Servers are detached (own session), so an
+environment started by `chaosdrill env up` outlives the CLI and is stopped by pid later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from harness.env.ports import LOOPBACK, free_port, port_in_use, wait_for_port
+from harness.errors import EnvironmentStartError
+
+PG_OS_USER = "postgres"
+
+
+def pg_bindir() -> Path:
+    """Where initdb/pg_ctl live: $CHAOSDRILL_PG_BINDIR, else the newest /usr/lib/postgresql/N/bin."""
+    explicit = os.environ.get("CHAOSDRILL_PG_BINDIR")
+    candidates = [explicit] if explicit else sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+    )
+    for cand in candidates:
+        if cand and (Path(cand) / "initdb").exists() and (Path(cand) / "pg_ctl").exists():
+            return Path(cand)
+    where = explicit or "/usr/lib/postgresql/*/bin"
+    raise EnvironmentStartError(
+        f"PostgreSQL binaries not found in {where}: install postgresql-15 (`make deps`) or set CHAOSDRILL_PG_BINDIR"
+    )
+
+
+def redis_binary() -> str:
+    """Path of redis-server, or a one-line error saying how to get it."""
+    found = os.environ.get("CHAOSDRILL_REDIS_SERVER") or shutil.which("redis-server")
+    if not found:
+        raise EnvironmentStartError("redis-server not found on PATH: install redis-server (`make deps`)")
+    return found
+
+
+def run_as_pg_user() -> dict:
+    """subprocess kwargs that drop to the postgres OS user when we are root (initdb refuses root)."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam(PG_OS_USER)
+    except KeyError as exc:
+        raise EnvironmentStartError("running as root needs the 'postgres' OS user: install postgresql-15") from exc
+    return {"user": PG_OS_USER, "group": PG_OS_USER}
+
+
+def chown_to_pg_user(path: Path) -> None:
+    """Give `path` to the postgres OS user when we are root, so its processes can write there."""
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(PG_OS_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _claim_port(port: int | None, what: str) -> int:
+    if port is None:
+        return free_port()
+    if port_in_use(port):
+        raise EnvironmentStartError(f"{what}: port {port} on {LOOPBACK} is already in use")
+    return port
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> list[int]:
+    """Send `sig` to pid and all its descendants; returns the pids signalled."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+    return [p.pid for p in procs]
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    """Wait until none of `pids` is alive (zombies of ours are reaped)."""
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    return wait_until(lambda: not any(alive(p) for p in pids), timeout=timeout, interval=0.005)
+
+
+@dataclass
+class PostgresServer:
+    """One PostgreSQL cluster in `base/data`, socket and log in `base`."""
+
+    base: Path
+    port: int | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    fast: bool = True  # fsync off: for throwaway test clusters only
+
+    def __post_init__(self) -> None:
+        self.base = Path(self.base)
+        self.bindir = pg_bindir()
+        self.port = _claim_port(self.port, "PostgreSQL")
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "postgres.log"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
+
+    def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **run_as_pg_user())
+        if check and proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise EnvironmentStartError(f"{args[0]} failed (exit {proc.returncode}): {tail[0]}")
+        return proc
+
+    def init(self) -> None:
+        """initdb with trust auth on loopback; settings go to postgresql.auto.conf."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        chown_to_pg_user(self.base)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync",
+                  "-E", "UTF8", "--locale=C")
+        self.write_settings()
+
+    def write_settings(self) -> None:
+        conf = {
+            "listen_addresses": f"'{LOOPBACK}'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.base}'",
+            "max_connections": "100",
+        }
+        if self.fast:
+            conf |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        conf |= self.settings
+        text = "".join(f"{k} = {v}\n" for k, v in conf.items())
+        (self.data / "postgresql.auto.conf").write_text(text)
+
+    def start(self, timeout: float = 30) -> None:
+        if port_in_use(self.port):
+            raise EnvironmentStartError(f"PostgreSQL: port {self.port} on {LOOPBACK} is already in use")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)), "start",
+                  timeout=timeout + 5)
+        if not wait_for_port(self.port, timeout=timeout):
+            raise EnvironmentStartError(f"PostgreSQL did not listen on {LOOPBACK}:{self.port}; see {self.log}")
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid (line 1 of postmaster.pid), if it is running."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (FileNotFoundError, ValueError, PermissionError):
+            return None
+        return pid if psutil.pid_exists(pid) else None
+
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def stop(self, mode: str = "fast") -> None:
+        """pg_ctl stop; `immediate` is a crash without a shutdown checkpoint."""
+        if self.running():
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def kill(self) -> list[int]:
+        """SIGKILL the postmaster and every backend, as an OOM kill of the whole server would.
+
+        Killing only the postmaster leaves backends holding shared memory, and the next start
+        then refuses ("pre-existing shared memory block is still in use").
+        """
+        pid = self.pid
+        if pid is None:
+            return []
+        pids = kill_tree(pid)
+        wait_gone(pids)
+        return pids
+
+    def pause(self) -> list[int]:
+        pid = self.pid
+        return kill_tree(pid, signal.SIGSTOP) if pid else []
+
+    def resume(self) -> list[int]:
+        pid = self.pid
+        return kill_tree(pid, signal.SIGCONT) if pid else []
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        """Run one SQL string through psql; returns unaligned, tuples-only output."""
+        return self._run("psql", "-h", LOOPBACK, "-p", str(self.port), "-U", "postgres", "-d", db,
+                         "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql).stdout.strip()
+
+    def version(self) -> str:
+        return self._run("postgres", "--version").stdout.strip()
+
+
+@dataclass
+class RedisServer:
+    """One redis-server in `base`, detached; persistence off unless `persistent`."""
+
+    base: Path
+    port: int | None = None
+    persistent: bool = False
+    pid: int | None = None
+
+    def __post_init__(self) -> None:
+        self.base = Path(self.base)
+        self.binary = redis_binary()
+        self.port = _claim_port(self.port, "Redis")
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "redis.log"
+
+    def args(self) -> list[str]:
+        args = [self.binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.base),
+                "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(self.log)]
+        if self.persistent:
+            args += ["--save", "60 1", "--appendonly", "yes", "--appendfsync", "everysec"]
+        else:
+            args += ["--save", "", "--appendonly", "no"]
+        return args
+
+    def start(self, timeout: float = 10) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if port_in_use(self.port):
+            raise EnvironmentStartError(f"Redis: port {self.port} on {LOOPBACK} is already in use")
+        proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self.pid = proc.pid
+        self._popen = proc  # keep the handle so the child is reaped, not left a zombie
+        if not wait_for_port(self.port, timeout=timeout):
+            self.kill()
+            raise EnvironmentStartError(f"Redis did not listen on {LOOPBACK}:{self.port}; see {self.log}")
+
+    def running(self) -> bool:
+        if self.pid is None:
+            return False
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    def _signal(self, sig: int, wait: bool) -> list[int]:
+        if not self.running():
+            return []
+        pids = kill_tree(self.pid, sig)
+        if wait:
+            popen = getattr(self, "_popen", None)
+            if popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(timeout=10)
+            wait_gone(pids)
+        return pids
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM, wait=True)
+        self.pid = None
+
+    def kill(self) -> list[int]:
+        pids = self._signal(signal.SIGKILL, wait=True)
+        self.pid = None
+        return pids
+
+    def pause(self) -> list[int]:
+        return self._signal(signal.SIGSTOP, wait=False)
+
+    def resume(self) -> list[int]:
+        return self._signal(signal.SIGCONT, wait=False)
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True).stdout
+        return out.strip()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Poll `predicate` until true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
