@@ -1,0 +1,212 @@
+"""chaosdrill.toml as strict pydantic models: environment, services, probes, load, targets, scenarios.
+
+Every model is frozen and forbids unknown keys, so a typo is an error, not a silently ignored
+setting. Durations accept seconds (`30`, `0.1`) or a string with a unit (`"100ms"`, `"60s"`,
+`"15min"`, `"4h"`). `load_config()` turns any problem into one `ConfigError` line naming the
+file, the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "chaosdrill.toml"
+_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|m|min|h|d)?\s*$")
+DURATION_HELP = "seconds or a number with a unit ms/s/min/h/d, e.g. 100ms, 60s, 15min, 4h"
+
+
+def _parse_duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration ({DURATION_HELP})")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"expected a duration ({DURATION_HELP})")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(_parse_duration)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunConfig(Strict):
+    """How a run samples and how long it may wait (METRICS.md: Δ and K)."""
+
+    results_dir: str = "chaosdrill-results"
+    probe_interval: Duration = Field(0.1, gt=0)
+    recovery_streak: int = Field(3, ge=1, le=1000)
+    deadline: Duration = Field(60.0, gt=0)
+
+
+class LocalEnvConfig(Strict):
+    """Ports for the embedded local environment; 0 picks a free loopback port."""
+
+    postgres_port: Port = 0
+    redis_port: Port = 0
+    app_port: Port = 0
+    pg_bindir: str | None = None
+    proxy: bool = True
+
+
+class EnvironmentConfig(Strict):
+    kind: Literal["local"] = "local"
+    local: LocalEnvConfig = LocalEnvConfig()
+
+
+class ProbeConfig(Strict):
+    """An HTTP steady-state probe of a service of the environment."""
+
+    kind: Literal["http"] = "http"
+    service: Literal["app"] = "app"
+    path: str = Field("/health", pattern=r"^/")
+    timeout: Duration = Field(1.0, gt=0)
+    latency_threshold: Duration = Field(0.5, gt=0)
+    expect_status: int = Field(200, ge=100, le=599)
+
+
+class LoadConfig(Strict):
+    """Locust load during scenarios (bounded: users × throughput_per_user requests/s)."""
+
+    enabled: bool = True
+    users: int = Field(10, ge=1, le=1000)
+    spawn_rate: float = Field(10.0, gt=0)
+    throughput_per_user: float = Field(5.0, gt=0, le=100)
+
+
+class Targets(Strict):
+    """Objectives; defaults are the design's seed numbers. A run is judged against these."""
+
+    time_to_detect: Duration = 60.0
+    mttr: Duration = 1800.0
+    rto: Duration = 4 * 3600.0
+    rpo: Duration = 15 * 60.0
+    breaker_decision: Duration = 0.1
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_wait_in_open: Duration = 60.0
+    health_postgres_latency: Duration = 1.0
+    health_redis_latency: Duration = 0.5
+    health_interval: Duration = 30.0
+    recovery_time: Duration = 30.0
+    recovery_success_rate: float = Field(0.95, ge=0, le=1)
+    availability_after: float = Field(0.99, ge=0, le=1)
+    p95_latency_after: Duration = 0.5
+    load_error_rate_after: float = Field(0.01, ge=0, le=1)
+
+
+SCENARIO_NAMES = ("db_outage", "network_latency", "network_partition", "cache_outage",
+                  "dr_restore", "replica_failover")
+
+
+class ScenarioConfig(Strict):
+    """Timing of one fault scenario: baseline → fault held for `hold` → observe `after` recovery."""
+
+    baseline: Duration = 2.0
+    hold: Duration = Field(5.0, gt=0)
+    after: Duration = 3.0
+    variant: Literal["kill", "network"] = "kill"
+
+
+class Config(Strict):
+    run: RunConfig = RunConfig()
+    environment: EnvironmentConfig = EnvironmentConfig()
+    probes: dict[str, ProbeConfig] = Field(default_factory=lambda: {"app_health": ProbeConfig()})
+    load: LoadConfig = LoadConfig()
+    targets: Targets = Targets()
+    scenarios: dict[str, ScenarioConfig] = Field(default_factory=dict)
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known_scenarios(cls, value: dict[str, ScenarioConfig]) -> dict[str, ScenarioConfig]:
+        for name in value:
+            if name not in SCENARIO_NAMES:
+                raise ValueError(f"unknown scenario {name!r}; allowed: {', '.join(SCENARIO_NAMES)}")
+        return value
+
+    @field_validator("probes")
+    @classmethod
+    def _some_probe(cls, value: dict[str, ProbeConfig]) -> dict[str, ProbeConfig]:
+        if not value:
+            raise ValueError("at least one probe is needed to measure anything")
+        return value
+
+    def scenario(self, name: str) -> ScenarioConfig:
+        return self.scenarios.get(name, ScenarioConfig())
+
+
+def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the keys at `loc`, to list the allowed keys in an error."""
+    current: Any = Config
+    parts = list(loc)
+    while parts:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(parts.pop(0))
+        if field is None:
+            return None
+        current = field.annotation
+        if getattr(current, "__origin__", None) is dict:  # dict[str, Model]: skip the user's name
+            current = current.__args__[-1]
+            if parts:
+                parts.pop(0)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def describe_error(err: dict) -> str:
+    """One pydantic error as 'key.path: problem (got value)'."""
+    loc = tuple(str(p) for p in err["loc"])
+    path = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        allowed = ", ".join(owner.model_fields) if owner else "see the documentation"
+        return f"{path}: unknown key; allowed: {allowed}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    return f"{path}: {msg}{shown}"
+
+
+def parse_config(data: dict[str, Any], source: str = DEFAULT_CONFIG_NAME) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{source}: {describe_error(first)}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load `path`, or ./chaosdrill.toml when present, else the defaults."""
+    if path is None:
+        default = Path(DEFAULT_CONFIG_NAME)
+        if not default.exists():
+            return Config()
+        path = default
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({type(exc).__name__})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data, str(path))
