@@ -107,7 +107,8 @@ class PostgresServer:
     base: Path
     port: int | None = None
     settings: dict[str, str] = field(default_factory=dict)
-    fast: bool = True  # fsync off: for throwaway test clusters only
+    fast: bool = True  # fsync off: safe against process kills, not against a host crash
+    name: str = "postgres"
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)
@@ -150,7 +151,9 @@ class PostgresServer:
             "max_connections": "100",
         }
         if self.fast:
-            conf |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+            # Survives a process crash (SIGKILL), which is what drills do: the OS keeps the page
+            # cache. synchronous_commit stays on, or a kill would lose acknowledged commits.
+            conf |= {"fsync": "off", "full_page_writes": "off"}
         conf |= self.settings
         text = "".join(f"{k} = {v}\n" for k, v in conf.items())
         (self.data / "postgresql.auto.conf").write_text(text)
@@ -190,7 +193,11 @@ class PostgresServer:
         if pid is None:
             return []
         pids = kill_tree(pid)
-        wait_gone(pids)
+        if wait_gone(pids):
+            # The dead postmaster may linger as a zombie until init reaps it, and postgres treats
+            # a lock file naming a zombie as a live server; every process is dead, so drop it.
+            for stale in (self.data / "postmaster.pid", self.base / f".s.PGSQL.{self.port}.lock"):
+                stale.unlink(missing_ok=True)
         return pids
 
     def pause(self) -> list[int]:
@@ -218,6 +225,7 @@ class RedisServer:
     port: int | None = None
     persistent: bool = False
     pid: int | None = None
+    name: str = "redis"
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)

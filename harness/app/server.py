@@ -1,0 +1,315 @@
+"""The orders API: create (PostgreSQL), read by id (Redis cache in front of PostgreSQL), list.
+
+Every dependency call is bounded (connect and command deadlines, no hidden client retries,
+RECIPES.md §7), so when a dependency dies the app answers 503 at once instead of hanging, and
+when it comes back the next request reconnects: asyncpg's pool replaces dead connections on
+acquire, and redis-py opens a new socket. That is what makes a drill's MTTR meaningful.
+
+    GET  /health          200 when PostgreSQL (1 s) and Redis (0.5 s) answer, else 503 with details
+    POST /orders          {"customer", "item", "quantity", "amount"} → 201 {"id", ...}
+    GET  /orders/{id}     X-Cache: hit|miss
+    GET  /orders?limit=N  newest first
+    GET  /metrics         Prometheus text
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+log = logging.getLogger("chaosdrill.app")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    id bigserial PRIMARY KEY,
+    customer text NOT NULL,
+    item text NOT NULL,
+    quantity integer NOT NULL CHECK (quantity > 0),
+    amount numeric(12, 2) NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)"""
+CACHE_TTL_S = 300
+PG_DEADLINE_S = 1.0
+REDIS_DEADLINE_S = 0.5
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    host: str
+    port: int
+    pg_dsn: str
+    redis_url: str
+    events_path: str | None = None
+
+
+class DependencyDown(Exception):
+    """A dependency failed or missed its deadline; the request gets 503."""
+
+    def __init__(self, dependency: str, cause: BaseException) -> None:
+        super().__init__(f"{dependency}: {type(cause).__name__}: {cause}".strip())
+        self.dependency = dependency
+
+
+class Metrics:
+    """Prometheus series of the app; a registry of its own so tests can run several apps."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("chaosdrill_app_requests", "HTTP requests", ["route", "status"],
+                                registry=self.registry)
+        self.errors = Counter("chaosdrill_app_dependency_errors", "Failed dependency calls", ["dependency"],
+                              registry=self.registry)
+        self.latency = Histogram("chaosdrill_app_request_seconds", "Request latency", ["route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.dependency_up = Gauge("chaosdrill_app_dependency_up", "1 when the last call succeeded",
+                                   ["dependency"], registry=self.registry)
+
+
+class Store:
+    """PostgreSQL and Redis access with deadlines; raises DependencyDown on any failure."""
+
+    def __init__(self, settings: AppSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pool: asyncpg.Pool | None = None
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=REDIS_DEADLINE_S, socket_connect_timeout=REDIS_DEADLINE_S,
+            retry=Retry(NoBackoff(), 0), decode_responses=True,
+        )
+        self._schema_ready = False
+
+    async def start(self) -> None:
+        # min_size=0: the pool connects lazily, so the app starts even while PostgreSQL is down.
+        self.pool = await asyncpg.create_pool(self.settings.pg_dsn, min_size=0, max_size=10,
+                                              timeout=PG_DEADLINE_S, command_timeout=PG_DEADLINE_S * 2)
+        try:
+            await self._ensure_schema()
+        except DependencyDown as exc:
+            log.warning("schema not created yet: %s", exc)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+        await self.redis.aclose()
+
+    async def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            await self._pg("execute", SCHEMA)
+            self._schema_ready = True
+
+    async def _pg(self, method: str, *args: Any) -> Any:
+        assert self.pool is not None
+        try:
+            async with asyncio.timeout(PG_DEADLINE_S * 2):
+                async with self.pool.acquire() as conn:
+                    result = await getattr(conn, method)(*args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            if not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.PostgresConnectionError):
+                # The server may have died: every pooled connection is suspect. Replace them all on
+                # next use instead of failing one request per stale connection after it returns.
+                self.pool.expire_connections()
+            self.metrics.errors.labels("postgres").inc()
+            self.metrics.dependency_up.labels("postgres").set(0)
+            raise DependencyDown("postgres", exc) from exc
+        self.metrics.dependency_up.labels("postgres").set(1)
+        return result
+
+    async def _redis(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(REDIS_DEADLINE_S):
+                result = await getattr(self.redis, method)(*args, **kwargs)
+        except (OSError, aioredis.RedisError, TimeoutError) as exc:
+            self.metrics.errors.labels("redis").inc()
+            self.metrics.dependency_up.labels("redis").set(0)
+            raise DependencyDown("redis", exc) from exc
+        self.metrics.dependency_up.labels("redis").set(1)
+        return result
+
+    async def create_order(self, order: dict[str, Any]) -> dict[str, Any]:
+        await self._ensure_schema()
+        row = await self._pg(
+            "fetchrow",
+            "INSERT INTO orders (customer, item, quantity, amount) VALUES ($1, $2, $3, $4) "
+            "RETURNING id, customer, item, quantity, amount, created_at",
+            order["customer"], order["item"], order["quantity"], order["amount"],
+        )
+        result = _row(row)
+        try:
+            await self._redis("set", f"order:{result['id']}", json.dumps(result), ex=CACHE_TTL_S)
+        except DependencyDown:
+            pass  # the order is stored; the cache fills on the next read
+        return result
+
+    async def get_order(self, order_id: int) -> tuple[dict[str, Any] | None, bool]:
+        """The order and whether it came from the cache."""
+        try:
+            cached = await self._redis("get", f"order:{order_id}")
+        except DependencyDown:
+            cached = None
+        if cached:
+            return json.loads(cached), True
+        await self._ensure_schema()
+        row = await self._pg("fetchrow", "SELECT id, customer, item, quantity, amount, created_at "
+                                         "FROM orders WHERE id = $1", order_id)
+        if row is None:
+            return None, False
+        result = _row(row)
+        try:
+            await self._redis("set", f"order:{order_id}", json.dumps(result), ex=CACHE_TTL_S)
+        except DependencyDown:
+            pass
+        return result, False
+
+    async def list_orders(self, limit: int) -> list[dict[str, Any]]:
+        await self._ensure_schema()
+        rows = await self._pg("fetch", "SELECT id, customer, item, quantity, amount, created_at "
+                                       "FROM orders ORDER BY id DESC LIMIT $1", limit)
+        return [_row(r) for r in rows]
+
+    async def health(self) -> dict[str, Any]:
+        async def check(name: str, call) -> tuple[str, dict[str, Any]]:
+            t0 = time.perf_counter()
+            try:
+                await call()
+                return name, {"ok": True, "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
+            except DependencyDown as exc:
+                return name, {"ok": False, "latency_ms": round((time.perf_counter() - t0) * 1000, 2),
+                              "error": str(exc)}
+
+        results = await asyncio.gather(check("postgres", lambda: self._pg("fetchval", "SELECT 1")),
+                                       check("redis", lambda: self._redis("ping")))
+        return dict(results)
+
+
+def _row(row: asyncpg.Record) -> dict[str, Any]:
+    d = dict(row)
+    d["amount"] = str(d["amount"])
+    d["created_at"] = d["created_at"].isoformat()
+    return d
+
+
+def _validate_order(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}),
+                                 content_type="application/json")
+    problems = []
+    for key in ("customer", "item"):
+        if not isinstance(body.get(key), str) or not body[key].strip() or len(body[key]) > 200:
+            problems.append(f"{key} must be a non-empty string of at most 200 characters")
+    if not isinstance(body.get("quantity"), int) or isinstance(body.get("quantity"), bool) or body["quantity"] < 1:
+        problems.append("quantity must be a positive integer")
+    try:
+        amount = Decimal(str(body.get("amount")))
+        if not amount.is_finite() or amount < 0 or amount >= Decimal("1e10"):
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        problems.append("amount must be a non-negative number below 1e10")
+        amount = Decimal(0)
+    if problems:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "; ".join(problems)}), content_type="application/json")
+    return {"customer": body["customer"], "item": body["item"], "quantity": body["quantity"], "amount": amount}
+
+
+def create_app(settings: AppSettings) -> web.Application:
+    metrics = Metrics()
+    store = Store(settings, metrics)
+    routes = web.RouteTableDef()
+
+    def unavailable(exc: DependencyDown) -> web.Response:
+        return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
+
+    @routes.get("/health")
+    async def health(request: web.Request) -> web.Response:
+        checks = await store.health()
+        ok = all(c["ok"] for c in checks.values())
+        return web.json_response({"status": "ok" if ok else "degraded", "checks": checks},
+                                 status=200 if ok else 503)
+
+    @routes.post("/orders")
+    async def create(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"error": "body is not valid JSON"}, status=400)
+        order = _validate_order(body)
+        try:
+            return web.json_response(await store.create_order(order), status=201)
+        except DependencyDown as exc:
+            return unavailable(exc)
+
+    @routes.get("/orders/{order_id}")
+    async def read(request: web.Request) -> web.Response:
+        try:
+            order_id = int(request.match_info["order_id"])
+        except ValueError:
+            return web.json_response({"error": "order id must be an integer"}, status=400)
+        try:
+            order, hit = await store.get_order(order_id)
+        except DependencyDown as exc:
+            return unavailable(exc)
+        if order is None:
+            return web.json_response({"error": f"order {order_id} not found"}, status=404)
+        return web.json_response(order, headers={"X-Cache": "hit" if hit else "miss"})
+
+    @routes.get("/orders")
+    async def list_(request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "20"))
+            if not 1 <= limit <= 1000:
+                raise ValueError
+        except ValueError:
+            return web.json_response({"error": "limit must be an integer from 1 to 1000"}, status=400)
+        try:
+            return web.json_response(await store.list_orders(limit))
+        except DependencyDown as exc:
+            return unavailable(exc)
+
+    @routes.get("/metrics")
+    async def metrics_(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @web.middleware
+    async def count(request: web.Request, handler) -> web.StreamResponse:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        t0 = time.perf_counter()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            metrics.requests.labels(route, str(exc.status)).inc()
+            raise
+        metrics.requests.labels(route, str(response.status)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        return response
+
+    app = web.Application(middlewares=[count])
+    app.add_routes(routes)
+    app["store"] = store
+    app["metrics"] = metrics
+
+    async def lifecycle(app: web.Application):
+        await store.start()
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def run(settings: AppSettings) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                access_log=None, handle_signals=True)

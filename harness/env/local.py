@@ -1,0 +1,184 @@
+"""The embedded default environment: PostgreSQL 15, Redis 7 and the reference app as local processes.
+
+Everything lives in one temp dir and binds 127.0.0.1 on free ports. While it runs, a record in
+`<state>/envs/<id>.json` says what it started, so `chaosdrill env down` (another process) and
+`chaosdrill cleanup` (after a crash) can stop it by pid and remove the dir.
+
+    LocalEnvironment.up():  initdb+start PostgreSQL ─► start Redis ─► start app(pg_dsn, redis_url)
+    LocalEnvironment.down(): app ─► Redis ─► PostgreSQL ─► rm -rf dir ─► drop the record
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness.config import LocalEnvConfig
+from harness.env.app_process import AppProcess
+from harness.env.base import Endpoint, Service
+from harness.env.ports import LOOPBACK, free_port
+from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user, kill_tree, wait_gone
+from harness.errors import EnvironmentStartError
+from harness.state import state_dir, write_json_atomic
+
+
+def envs_dir() -> Path:
+    path = state_dir() / "envs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class LocalEnvironment:
+    """PostgreSQL + Redis (+ the app) in a temp dir; a context manager that always tears down."""
+
+    def __init__(self, config: LocalEnvConfig | None = None, *, with_app: bool = True,
+                 label: str = "env") -> None:
+        self.config = config or LocalEnvConfig()
+        self.with_app = with_app
+        self.id = f"{label}-{uuid.uuid4().hex[:8]}"
+        self.base = Path(tempfile.mkdtemp(prefix=f"chaosdrill-{self.id}-"))
+        chown_to_pg_user(self.base)
+        self.postgres = PostgresServer(self.base / "pg", port=self.config.postgres_port or None)
+        self.redis = RedisServer(self.base / "redis", port=self.config.redis_port or None)
+        self.app: AppProcess | None = None
+        if with_app:
+            self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
+                                  pg_dsn=self.postgres.dsn, redis_url=self.redis.url)
+        self._up = False
+
+    # -- what the harness sees -------------------------------------------------------------
+    @property
+    def services(self) -> dict[str, Service]:
+        found: dict[str, Service] = {"postgres": self.postgres, "redis": self.redis}
+        if self.app is not None:
+            found["app"] = self.app
+        return found
+
+    @property
+    def endpoints(self) -> dict[str, Endpoint]:
+        found = {"postgres": Endpoint(LOOPBACK, self.postgres.port), "redis": Endpoint(LOOPBACK, self.redis.port)}
+        if self.app is not None:
+            found["app"] = Endpoint(LOOPBACK, self.app.port)
+        return found
+
+    @property
+    def app_url(self) -> str:
+        if self.app is None:
+            raise EnvironmentStartError(f"environment {self.id} has no app")
+        return self.app.url
+
+    def versions(self) -> dict[str, str]:
+        return {"postgres": self.postgres.version(), "redis": self.redis.version()}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def up(self, *, init_postgres: bool = True) -> LocalEnvironment:
+        """Start everything; on any failure, stop what started and re-raise. `init_postgres=False`
+        starts a data dir that is already there (a restore put it in place)."""
+        self._record()
+        try:
+            if init_postgres:
+                self.postgres.init()
+            else:
+                self.postgres.write_settings()
+            self.postgres.start()
+            self.redis.start()
+            if self.app is not None:
+                self.app.start()
+        except BaseException:
+            self.down()
+            raise
+        self._up = True
+        self._record()
+        return self
+
+    def down(self) -> None:
+        """Stop every process and remove the dir; safe to call twice and after a partial up()."""
+        if self.app is not None:
+            self.app.stop()
+        self.redis.stop()
+        self.postgres.resume()
+        self.postgres.stop("fast")
+        if self.postgres.running():
+            self.postgres.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+        (envs_dir() / f"{self.id}.json").unlink(missing_ok=True)
+        self._up = False
+
+    def fresh(self, *, start: bool = True) -> LocalEnvironment:
+        """A second, empty environment on new ports and a new dir: restores go there, never here."""
+        other = LocalEnvironment(self.config.model_copy(update={"postgres_port": 0, "redis_port": 0,
+                                                                 "app_port": 0}),
+                                 with_app=self.with_app, label="fresh")
+        return other.up() if start else other
+
+    def __enter__(self) -> LocalEnvironment:
+        return self if self._up else self.up()
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # -- crash safety ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": "local",
+            "base": str(self.base),
+            "postgres": {"data": str(self.postgres.data), "port": self.postgres.port, "bindir": str(self.postgres.bindir)},
+            "redis": {"pid": self.redis.pid, "port": self.redis.port},
+            "app": None if self.app is None else {"pid": self.app.pid, "port": self.app.port, "url": self.app.url},
+        }
+
+    def _record(self) -> None:
+        write_json_atomic(envs_dir() / f"{self.id}.json", self.state())
+
+
+def load_state(env_id: str | None = None) -> list[dict[str, Any]]:
+    """Records of environments that are (or were, before a crash) running."""
+    records = []
+    for path in sorted(envs_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if env_id is None or record.get("id") == env_id:
+            records.append(record)
+    return records
+
+
+def teardown_recorded(record: dict[str, Any]) -> str:
+    """Stop the processes of a recorded environment by pid and remove its dir (no Python objects
+    needed, so it works from `chaosdrill env down` and after the harness was killed)."""
+    pids: list[int] = []
+    for part in ("app", "redis"):
+        info = record.get(part) or {}
+        if info.get("pid") and _cmdline_mentions(info["pid"], str(info.get("port"))):
+            kill_tree(info["pid"], signal.SIGCONT)
+            pids += kill_tree(info["pid"], signal.SIGKILL)
+    pg_data = Path(record.get("postgres", {}).get("data", "/nonexistent"))
+    with contextlib.suppress(FileNotFoundError, ValueError, PermissionError):
+        pm = int((pg_data / "postmaster.pid").read_text().split("\n", 1)[0])
+        if _cmdline_mentions(pm, str(pg_data)):
+            kill_tree(pm, signal.SIGCONT)
+            pids += kill_tree(pm, signal.SIGKILL)
+    wait_gone(pids)
+    base = record.get("base")
+    if base and Path(base).name.startswith("chaosdrill-"):
+        shutil.rmtree(base, ignore_errors=True)
+    (envs_dir() / f"{record['id']}.json").unlink(missing_ok=True)
+    return f"environment {record['id']}: stopped {len(pids)} process(es), removed {base}"
+
+
+def _cmdline_mentions(pid: int, token: str) -> bool:
+    """Guard against a recycled pid: the process's command line must name our port or data dir."""
+    try:
+        return token in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
