@@ -15,6 +15,7 @@ acquire, and redis-py opens a new socket. That is what makes a drill's MTTR mean
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -139,6 +140,11 @@ class Store:
         self.metrics.dependency_up.labels("redis").set(1)
         return result
 
+    async def _cache_put(self, order: dict[str, Any]) -> None:
+        """Best effort: the order is stored in PostgreSQL; a cache miss refills it later."""
+        with contextlib.suppress(DependencyDown):
+            await self._redis("set", f"order:{order['id']}", json.dumps(order), ex=CACHE_TTL_S)
+
     async def create_order(self, order: dict[str, Any]) -> dict[str, Any]:
         await self._ensure_schema()
         row = await self._pg(
@@ -148,10 +154,7 @@ class Store:
             order["customer"], order["item"], order["quantity"], order["amount"],
         )
         result = _row(row)
-        try:
-            await self._redis("set", f"order:{result['id']}", json.dumps(result), ex=CACHE_TTL_S)
-        except DependencyDown:
-            pass  # the order is stored; the cache fills on the next read
+        await self._cache_put(result)
         return result
 
     async def get_order(self, order_id: int) -> tuple[dict[str, Any] | None, bool]:
@@ -168,10 +171,7 @@ class Store:
         if row is None:
             return None, False
         result = _row(row)
-        try:
-            await self._redis("set", f"order:{order_id}", json.dumps(result), ex=CACHE_TTL_S)
-        except DependencyDown:
-            pass
+        await self._cache_put(result)
         return result, False
 
     async def list_orders(self, limit: int) -> list[dict[str, Any]]:
