@@ -1,0 +1,235 @@
+"""Faults as context managers that cannot leak: journalled before they act, undone on the way out.
+
+Lifecycle of one fault (each arrow names the timeline event recorded)::
+
+    PENDING ──prepare/check──► (FaultRefused: nothing happened, nothing journalled)
+       │
+       │ journal.write(entry)       durable before anything changes
+       │ ─► fault.apply_start
+       ▼
+    ACTIVE ──_apply() raised──► _revert() ─► fault.revert_start, fault.cleared, journal.remove ─► REVERTED
+       │                            └─ _revert() raised ─► RevertFailed (entry kept for cleanup)
+       │ ─► fault.active
+       │ ... hold (the `with` body) ...
+       │ ─► fault.revert_start
+       │ _revert()                  raised ─► RevertFailed (entry kept; `chaosdrill cleanup` undoes it)
+       │ ─► fault.cleared
+       │ journal.remove(entry)
+       ▼
+    REVERTED ──enter again──► RuntimeError (a fault is used once; make a new one)
+
+A crash anywhere between `journal.write` and `journal.remove` leaves the entry, and
+`recover_leftovers()` undoes it from `journal_record()` alone: no Python object survives a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import socket
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from harness.errors import FaultRefused, RevertFailed
+from harness.faults.journal import Entry, Journal
+from harness.timeline import FAULT_ACTIVE, FAULT_APPLY_START, FAULT_CLEARED, FAULT_REVERT_START, Timeline
+
+
+class FaultState(enum.Enum):
+    """Where a fault is in its one-way life; see the module diagram."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    REVERTED = "reverted"
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is loopback (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def require_loopback(host: str, what: str) -> None:
+    if not is_loopback(host):
+        raise FaultRefused(f"{what}: {host!r} is not a loopback address; faults stay on 127.0.0.0/8 and ::1")
+
+
+def protected_pids() -> set[int]:
+    """Pids no fault may touch: init, this process and its ancestors (pausing those would hang us)."""
+    me = psutil.Process()
+    return {0, 1, me.pid, *(p.pid for p in me.parents())}
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """What the configured environment lets faults touch; anything else is refused.
+
+    Endpoints match by port among loopback hosts (127.0.0.1, localhost and ::1 are one host here).
+    """
+
+    endpoints: frozenset[tuple[str, int]] = frozenset()
+    pids: frozenset[int] = frozenset()
+    containers: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, endpoints: Iterable[tuple[str, int]] = (), pids: Iterable[int] = (),
+           containers: Iterable[str] = ()) -> AllowList:
+        return cls(frozenset((h, int(p)) for h, p in endpoints), frozenset(pids), frozenset(containers))
+
+    def has_endpoint(self, host: str, port: int) -> bool:
+        return any(p == port and is_loopback(h) for h, p in self.endpoints) and is_loopback(host)
+
+    def check_endpoint(self, host: str, port: int, what: str) -> None:
+        require_loopback(host, what)
+        if not self.has_endpoint(host, port):
+            allowed = ", ".join(f"{h}:{p}" for h, p in sorted(self.endpoints)) or "none"
+            raise FaultRefused(f"{what}: {host}:{port} is not in the environment (allowed: {allowed})")
+
+    def check_pid(self, pid: int, what: str, port: int | None = None) -> None:
+        """A pid is allowed when listed, or when it serves an allowed loopback port."""
+        if pid in self.pids or (port is not None and self.has_endpoint("127.0.0.1", port)):
+            return
+        allowed = ", ".join(map(str, sorted(self.pids))) or "none"
+        raise FaultRefused(f"{what}: pid {pid} is not in the environment (allowed pids: {allowed})")
+
+    def check_container(self, names: Iterable[str], what: str) -> None:
+        names = [n.lstrip("/") for n in names if n]
+        if not any(n in self.containers or any(n.startswith(c) and len(c) >= 12 for c in self.containers)
+                   for n in names):
+            allowed = ", ".join(sorted(self.containers)) or "none"
+            raise FaultRefused(f"{what}: container {names[0] if names else '?'} is not in the environment "
+                               f"(allowed: {allowed})")
+
+
+def check_pid_safe(pid: int, what: str) -> None:
+    if pid in protected_pids():
+        raise FaultRefused(f"{what}: pid {pid} is init, the harness itself or one of its parents")
+
+
+class Fault(ABC):
+    """A reversible fault used as a context manager; subclasses fill in the five hooks below.
+
+    `allow` confines it to the environment (None: loopback only); `timeline` records its four events;
+    `journal` defaults to $CHAOSDRILL_STATE_DIR/journal.
+    """
+
+    def __init__(self, *, allow: AllowList | None = None, timeline: Timeline | None = None,
+                 journal: Journal | None = None) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.allow = allow
+        self.timeline = timeline
+        self.journal = journal
+        self.state = FaultState.PENDING
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _prepare(self) -> None:  # noqa: B027 - optional hook
+        """Resolve the target (pids, container ids, proxy) before it is checked and journalled."""
+
+    @abstractmethod
+    def _check(self, allow: AllowList | None) -> None:
+        """Raise FaultRefused when the target is off loopback or outside `allow` (when given)."""
+
+    @abstractmethod
+    def journal_record(self) -> dict[str, Any]:
+        """JSON-able undo recipe, usable without this object: {"type": <registered undo>, ...}."""
+
+    @abstractmethod
+    def _apply(self) -> None:
+        """Make the fault take effect."""
+
+    @abstractmethod
+    def _revert(self) -> None:
+        """Undo whatever part of `_apply` happened; must be idempotent."""
+
+    @property
+    def label(self) -> str:
+        """Short name for the timeline and cleanup lines, e.g. `PauseProcess(redis)`."""
+        return f"{type(self).__name__}({self.target_label()})"
+
+    def target_label(self) -> str:
+        return self.id
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _event(self, kind: str, **data: Any) -> None:
+        if self.timeline is not None:
+            self.timeline.event(kind, self.label, fault=type(self).__name__, fault_id=self.id, **data)
+
+    def inject(self) -> None:
+        """Check, journal, apply. On a failed apply, revert what was applied and re-raise."""
+        if self.state is not FaultState.PENDING:
+            raise RuntimeError(f"{self.label} is {self.state.value}; a fault is used once, create a new one")
+        self._prepare()
+        self._check(self.allow)
+        if self.journal is None:
+            self.journal = Journal()
+        self.journal.write(Entry(self.id, self.label, self.journal_record()))
+        self._event(FAULT_APPLY_START)
+        self.state = FaultState.ACTIVE
+        try:
+            self._apply()
+        except BaseException as exc:
+            self._clear(reason=f"apply failed: {exc}")
+            raise
+        self._event(FAULT_ACTIVE)
+
+    def clear(self) -> None:
+        """Revert and drop the journal entry; raises RevertFailed (entry kept) when the revert fails."""
+        if self.state is FaultState.PENDING:
+            raise RuntimeError(f"{self.label} was never injected")
+        if self.state is FaultState.REVERTED:
+            return
+        self._clear()
+
+    def _clear(self, **data: Any) -> None:
+        self._event(FAULT_REVERT_START, **data)
+        try:
+            self._revert()
+        except Exception as exc:
+            raise RevertFailed(f"{self.label}: revert failed: {exc}; run `chaosdrill cleanup`") from exc
+        self.state = FaultState.REVERTED
+        self._event(FAULT_CLEARED, **data)
+        assert self.journal is not None
+        self.journal.remove(self.id)
+
+    def __enter__(self) -> Fault:
+        self.inject()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.clear()
+
+    def __repr__(self) -> str:
+        return f"<{self.label} {self.state.value} id={self.id}>"
+
+
+class FaultSet:
+    """Several faults held together; entered in order, undone in reverse, even when one apply fails."""
+
+    def __init__(self, *faults: Fault) -> None:
+        self.faults = list(faults)
+        self._stack: ExitStack | None = None
+
+    def __enter__(self) -> FaultSet:
+        with ExitStack() as stack:
+            for fault in self.faults:
+                stack.enter_context(fault)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        stack, self._stack = self._stack, None
+        return bool(stack.__exit__(*exc_info)) if stack is not None else False
+
