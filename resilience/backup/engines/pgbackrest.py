@@ -1,0 +1,343 @@
+"""PostgreSQL physical backups through pgBackRest 2.45 (RECIPES.md §3–4).
+
+    PostgreSQL ──archive_command──► pgbackrest archive-push ──► repo/archive/<stanza>/…  (WAL)
+    PgBackRest.backup(full|diff|incr) ─────────────────────────► repo/backup/<stanza>/<label>
+    PgBackRest.restore(new empty dir, latest | time | LSN) ──► a new data directory
+
+Every command runs as the postgres OS user when we are root, because `archive_command` runs
+as that user and both must own the repository. Credentials live in the 0600 config file:
+pgBackRest refuses S3 keys on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from resilience.backup.catalog import BackupPart, BackupType, ObjectRef
+from resilience.backup.errors import EngineError, RepositoryAuthError, RepositoryUnreachable
+from resilience.backup.repository import PGBACKREST_DIR, Repository
+from resilience.backup.runner import chown_pg, run, which
+from resilience.backup.targets import require_empty_dir
+
+SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
+_MAX_RETENTION = "9999999"  # expiry is driven by the catalog (`expire`), never implicitly
+
+
+@dataclass(frozen=True)
+class PgBackRestBackup:
+    """One entry of `info --output=json` (`db_size` is the database, `delta_size` what changed)."""
+
+    label: str
+    type: BackupType
+    prior: str | None
+    reference: tuple[str, ...]
+    started_at: datetime
+    finished_at: datetime
+    lsn_start: str
+    lsn_stop: str
+    wal_start: str
+    wal_stop: str
+    db_size: int
+    delta_size: int
+    repo_size: int
+    repo_delta_size: int
+    error: bool
+
+    @classmethod
+    def from_json(cls, b: dict) -> PgBackRestBackup:
+        info, repo = b.get("info", {}), b.get("info", {}).get("repository", {})
+        ts = b.get("timestamp", {})
+        return cls(
+            label=b["label"], type=BackupType(b["type"]), prior=b.get("prior"),
+            reference=tuple(b.get("reference") or ()),
+            started_at=datetime.fromtimestamp(ts.get("start", 0), UTC),
+            finished_at=datetime.fromtimestamp(ts.get("stop", 0), UTC),
+            lsn_start=b.get("lsn", {}).get("start", ""), lsn_stop=b.get("lsn", {}).get("stop", ""),
+            wal_start=b.get("archive", {}).get("start", ""), wal_stop=b.get("archive", {}).get("stop", ""),
+            db_size=info.get("size", 0), delta_size=info.get("delta", 0),
+            repo_size=repo.get("size", 0), repo_delta_size=repo.get("delta", 0), error=bool(b.get("error")))
+
+
+@dataclass(frozen=True)
+class ArchiveRange:
+    """The WAL a stanza's archive holds for one PostgreSQL version/system id."""
+
+    archive_id: str
+    min: str | None
+    max: str | None
+
+
+@dataclass(frozen=True)
+class StanzaInfo:
+    name: str
+    status_code: int
+    status_message: str
+    backups: tuple[PgBackRestBackup, ...]
+    archives: tuple[ArchiveRange, ...]
+
+    def backup(self, label: str) -> PgBackRestBackup:
+        for b in self.backups:
+            if b.label == label:
+                return b
+        raise EngineError(f"pgBackRest has no backup {label!r} in stanza {self.name}")
+
+
+def format_target_time(when: datetime | str) -> str:
+    """pgBackRest's --target format `YYYY-MM-DD HH:MM:SS.mmm+00` (ISO 'T' is refused with [029])."""
+    if isinstance(when, str):
+        return when
+    if when.tzinfo is None:
+        raise ValueError("target time must be timezone-aware (UTC)")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "+00"
+
+
+def segment_name(tli: int, pageaddr: int, seg_size: int) -> str:
+    per_log = 0x100000000 // seg_size
+    segno = pageaddr // seg_size
+    return f"{tli:08X}{segno // per_log:08X}{segno % per_log:08X}"
+
+
+def live_segments(pg_wal: Path) -> list[Path]:
+    """Segments in pg_wal whose first page header matches their name, i.e. not recycled leftovers.
+
+    PostgreSQL renames old segments to future names for reuse; their headers still carry the
+    old address. Pushing such a file would archive garbage under a real name.
+    """
+    out = []
+    for p in sorted(pg_wal.iterdir()) if pg_wal.is_dir() else []:
+        if not SEGMENT_RE.match(p.name):
+            continue
+        try:
+            with open(p, "rb") as f:
+                head = f.read(32)
+        except OSError:
+            continue
+        if len(head) < 32:
+            continue
+        magic, _info, tli, pageaddr, _sysid, seg_size = struct.unpack("<HHIQQI", head[:28])
+        if magic == 0 or seg_size == 0 or seg_size & (seg_size - 1):
+            continue
+        if segment_name(tli, pageaddr, seg_size) == p.name:
+            out.append(p)
+    return out
+
+
+class PgBackRest:
+    """One stanza: a PostgreSQL cluster and its pgBackRest repository inside `repo`."""
+
+    engine = "pgbackrest"
+
+    def __init__(self, *, repo: Repository, workdir: Path | str, pg_data: Path | str, pg_port: int,
+                 pg_socket_dir: Path | str | None = None, stanza: str = "drill", process_max: int = 2,
+                 compress_type: str = "lz4", timeout_s: float = 900, name: str = "postgres") -> None:
+        self.repo, self.stanza, self.name = repo, stanza, name
+        self.workdir = Path(workdir).absolute()
+        self.pg_data, self.pg_port = Path(pg_data).absolute(), pg_port
+        self.pg_socket_dir = Path(pg_socket_dir).absolute() if pg_socket_dir else None
+        self.process_max, self.compress_type, self.timeout_s = process_max, compress_type, timeout_s
+        self.binary = which("pgbackrest", "install pgbackrest (apt-get install pgbackrest)")
+
+    def __repr__(self) -> str:
+        return f"PgBackRest(stanza={self.stanza!r}, pg_data={str(self.pg_data)!r}, repo={self.repo!r})"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "pgbackrest.conf"
+
+    # -- setup ---------------------------------------------------------------------------------
+    def write_config(self) -> Path:
+        """Write pgbackrest.conf and create log/lock/spool dirs owned by the PG user (else no file log)."""
+        for d in (self.workdir, self.workdir / "log", self.workdir / "lock", self.workdir / "spool"):
+            d.mkdir(parents=True, exist_ok=True)
+            chown_pg(d)
+        glob_opts = {
+            **self.repo.pgbackrest_options(),
+            "repo1-retention-full": _MAX_RETENTION,
+            "log-path": str(self.workdir / "log"), "lock-path": str(self.workdir / "lock"),
+            "spool-path": str(self.workdir / "spool"), "log-level-file": "detail",
+            "start-fast": "y", "compress-type": self.compress_type, "process-max": str(self.process_max),
+        }
+        stanza_opts = {"pg1-path": str(self.pg_data), "pg1-port": str(self.pg_port), "pg1-user": "postgres"}
+        if self.pg_socket_dir:
+            stanza_opts["pg1-socket-path"] = str(self.pg_socket_dir)
+        text = "[global]\n" + "".join(f"{k}={v}\n" for k, v in glob_opts.items())
+        text += f"\n[{self.stanza}]\n" + "".join(f"{k}={v}\n" for k, v in stanza_opts.items())
+        tmp = self.config_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        chown_pg(tmp)
+        os.replace(tmp, self.config_path)
+        return self.config_path
+
+    def archive_settings(self, archive_timeout: float | None = None) -> dict[str, str]:
+        """postgresql.conf settings that ship WAL to the repository.
+
+        `archive_timeout` bounds RPO when the database is idle or slow: PostgreSQL switches to a
+        new segment at least that often (1 s measured RPO ≈ 1 s; 0/None = only full segments).
+        """
+        cmd = f"{self.binary} --config={self.config_path} --stanza={self.stanza} archive-push %p"
+        settings = {"wal_level": "replica", "archive_mode": "on", "archive_command": f"'{cmd}'",
+                    "max_wal_senders": "10"}
+        if archive_timeout:
+            settings["archive_timeout"] = f"'{max(1, round(archive_timeout))}s'"
+        return settings
+
+    # -- commands ------------------------------------------------------------------------------
+    def _cmd(self, command: str, *args: str, what: str | None = None, check: bool = True,
+             console: str = "warn"):
+        cmd = [self.binary, f"--config={self.config_path}", f"--stanza={self.stanza}",
+               f"--log-level-console={console}", "--log-level-stderr=off", command, *args]
+        proc = run(cmd, as_pg=True, check=False, timeout=self.timeout_s, error=EngineError)
+        if check and proc.returncode != 0:
+            self._raise(proc, what or f"pgbackrest {command}")
+        return proc
+
+    def _raise(self, proc, what: str) -> None:
+        from resilience.backup.runner import last_line
+
+        line = last_line(proc)
+        low = line.lower()
+        if any(s in low for s in ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied",
+                                  "403", "credentials")):
+            raise RepositoryAuthError(f"{what}: repository refused credentials: {line}")
+        if any(s in low for s in ("unable to connect", "connection refused", "timeout", "tls error",
+                                  "unable to get address")):
+            raise RepositoryUnreachable(f"{what}: repository unreachable: {line}")
+        raise EngineError(f"{what} failed (exit {proc.returncode}): {line}")
+
+    def stanza_create(self) -> None:
+        self.write_config()
+        self._cmd("stanza-create")
+
+    def check(self) -> None:
+        """pgbackrest check: archiving works end to end (forces a WAL switch)."""
+        self._cmd("check")
+
+    def info(self) -> StanzaInfo:
+        proc = self._cmd("info", "--output=json")
+        try:
+            doc = json.loads(proc.stdout)
+            st = next(s for s in doc if s.get("name") == self.stanza)
+        except (ValueError, StopIteration) as exc:
+            raise EngineError(f"pgbackrest info: no JSON for stanza {self.stanza}") from exc
+        return StanzaInfo(
+            name=st["name"], status_code=st.get("status", {}).get("code", -1),
+            status_message=st.get("status", {}).get("message", ""),
+            backups=tuple(PgBackRestBackup.from_json(b) for b in st.get("backup", [])),
+            archives=tuple(ArchiveRange(a["id"], a.get("min"), a.get("max")) for a in st.get("archive", [])))
+
+    def backup(self, type_: BackupType | str = BackupType.FULL) -> PgBackRestBackup:
+        """Take a backup and return its info record (the newest label after the command)."""
+        type_ = BackupType.parse(type_)
+        before = {b.label for b in self.info().backups}
+        self._cmd("backup", f"--type={type_}", what=f"pgbackrest backup --type={type_}")
+        new = [b for b in self.info().backups if b.label not in before]
+        if not new:
+            raise EngineError("pgbackrest backup reported success but no new backup is listed")
+        return new[-1]
+
+    def verify(self) -> list[str]:
+        """Problems `pgbackrest verify` reports; it may exit 0 while logging errors, so read the log."""
+        proc = self._cmd("verify", "--job-retry=0", console="detail", check=False)
+        out = (proc.stdout or "") + (proc.stderr or "")
+        problems = [ln.strip() for ln in out.splitlines()
+                    if re.search(r"\b(ERROR|WARN)\b|invalid|missing|corrupt", ln)
+                    and "verify command begin" not in ln]
+        if proc.returncode != 0 and not problems:
+            problems.append(f"pgbackrest verify exited {proc.returncode}")
+        return problems
+
+    def expire(self, label: str | None = None, keep_full: int | None = None) -> None:
+        """Expire one backup with its dependents (`--set`), or keep `keep_full` fulls; WAL follows."""
+        args = []
+        if label:
+            args.append(f"--set={label}")
+        if keep_full:
+            args.append(f"--repo1-retention-full={keep_full}")
+        self._cmd("expire", *args)
+
+    def repo_ls(self, path: str) -> dict[str, dict]:
+        proc = self._cmd("repo-ls", "--recurse", "--output=json", path)
+        return json.loads(proc.stdout or "{}")
+
+    def archived_segments(self) -> dict[str, list[str]]:
+        """archive id → sorted WAL segment names present in the repository (for continuity checks)."""
+        out: dict[str, list[str]] = {}
+        listing = self.repo_ls(f"archive/{self.stanza}")
+        for name, entry in listing.items():
+            parts = name.split("/")
+            if entry.get("type") != "file" or len(parts) != 3:
+                continue
+            seg = parts[2].split("-", 1)[0]
+            if SEGMENT_RE.match(seg):
+                out.setdefault(parts[0], []).append(seg)
+        return {k: sorted(v) for k, v in out.items()}
+
+    def restore(self, target: Path | str, *, label: str | None = None, target_time: datetime | str | None = None,
+                target_lsn: str | None = None, target_action: str = "promote", immediate: bool = False) -> Path:
+        """Restore into a NEW empty directory; never over the source (`--delta` is not offered)."""
+        if target_time is not None and target_lsn is not None:
+            raise ValueError("restore to a time or to an LSN, not both")
+        target = require_empty_dir(target)
+        if target.resolve() == self.pg_data.resolve():
+            raise EngineError(f"refusing to restore over the source data directory {self.pg_data}")
+        chown_pg(target)
+        os.chmod(target, 0o700)
+        args = [f"--pg1-path={target}", "--archive-mode=off"]
+        if label:
+            args.append(f"--set={label}")
+        if target_time is not None:
+            args += ["--type=time", f"--target={format_target_time(target_time)}",
+                     f"--target-action={target_action}"]
+        elif target_lsn is not None:
+            args += ["--type=lsn", f"--target={target_lsn}", f"--target-action={target_action}"]
+        elif immediate:  # stop as soon as the backup is consistent: the set's own point in time
+            args += ["--type=immediate", f"--target-action={target_action}"]
+        self._cmd("restore", *args, what="pgbackrest restore")
+        return target
+
+    def push_wal(self, crashed_data: Path | str | None = None) -> list[str]:
+        """RPO lever (RECIPES §3 scenario E): archive the crashed primary's not-yet-archived WAL.
+
+        Pushes each live segment of its pg_wal not marked `.done`, the newest partial one
+        included. Fence the old primary afterwards: its segment now exists in the repository.
+        """
+        pg_wal = Path(crashed_data or self.pg_data) / "pg_wal"
+        done = {p.name[:-5] for p in (pg_wal / "archive_status").glob("*.done")}
+        pushed = []
+        for seg in live_segments(pg_wal):
+            if seg.name in done:
+                continue
+            self._cmd("archive-push", str(seg), what=f"pgbackrest archive-push {seg.name}")
+            pushed.append(seg.name)
+        return pushed
+
+    def metadata_keys(self, label: str) -> list[str]:
+        """Repository keys of the backup's immutable metadata, which `pgbackrest verify` never reads.
+
+        Recording their SHA-256 in the catalog means a flipped byte in a `.copy` or in
+        backup.history is caught too.
+        """
+        base = f"{PGBACKREST_DIR}/backup/{self.stanza}"
+        return [f"{base}/{label}/backup.manifest", f"{base}/{label}/backup.manifest.copy",
+                f"{base}/backup.history/{label[:4]}/{label}.manifest.gz"]
+
+    def as_part(self, b: PgBackRestBackup) -> BackupPart:
+        refs = []
+        for key in self.metadata_keys(b.label):
+            if self.repo.exists(key):
+                refs.append(ObjectRef(key, 0, self.repo.sha256(key)))
+        return BackupPart(
+            kind="postgres", name=self.name, engine=self.engine, size=b.repo_delta_size, source_size=b.db_size,
+            objects=tuple(refs),
+            meta={"label": b.label, "pgbackrest_type": str(b.type), "prior": b.prior, "stanza": self.stanza,
+                  "lsn_start": b.lsn_start, "lsn_stop": b.lsn_stop, "wal_start": b.wal_start,
+                  "wal_stop": b.wal_stop, "delta_size": b.delta_size, "repo_size": b.repo_size,
+                  "pg_started_at": b.started_at.isoformat(), "pg_finished_at": b.finished_at.isoformat()})
