@@ -1,10 +1,97 @@
-"""chaosdrill's pytest plugin (entry point pytest11): options, scenario markers, fixtures."""
+"""chaosdrill's pytest plugin (entry point `pytest11`): options, scenario markers, fixtures, summary.
+
+Thin on purpose, like pytest-benchmark's plugin.py: the work happens in harness.experiment;
+this module only wires config, environment and results into pytest.
+
+    --chaos-config FILE     chaosdrill.toml (default ./chaosdrill.toml or built-in defaults)
+    --chaos-results DIR     where run directories go (default from config: chaosdrill-results)
+"""
 
 from __future__ import annotations
 
-from harness.config import SCENARIO_NAMES
+from pathlib import Path
+
+import pytest
+
+from harness.config import SCENARIO_NAMES, Config, load_config
+from harness.errors import HarnessError
+
+OUTCOMES_KEY = pytest.StashKey[list]()
 
 
-def pytest_configure(config) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaosdrill", "chaosdrill chaos scenarios")
+    group.addoption("--chaos-config", default=None, metavar="FILE",
+                    help="chaosdrill.toml to use. Default: ./chaosdrill.toml if present, else built-in defaults")
+    group.addoption("--chaos-results", default=None, metavar="DIR",
+                    help="directory for run results and reports. Default: run.results_dir of the config")
+
+
+def pytest_configure(config: pytest.Config) -> None:
     for name in SCENARIO_NAMES:
         config.addinivalue_line("markers", f"{name}: chaosdrill scenario '{name}'")
+    config.stash[OUTCOMES_KEY] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Every run starts by undoing what a killed earlier run left behind."""
+    if not any(item for item in session.config.args if "scenarios" in str(item)):
+        return
+    from harness.cleanup import cleanup_all
+
+    for line in cleanup_all():
+        session.config.get_terminal_writer().line(f"chaosdrill cleanup: {line}")
+
+
+@pytest.fixture(scope="session")
+def chaos_config(pytestconfig: pytest.Config) -> Config:
+    """The run's validated configuration."""
+    try:
+        return load_config(pytestconfig.getoption("--chaos-config"))
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def chaos_results_dir(pytestconfig: pytest.Config, chaos_config: Config) -> Path:
+    return Path(pytestconfig.getoption("--chaos-results") or chaos_config.run.results_dir).resolve()
+
+
+@pytest.fixture
+def chaos_env(chaos_config: Config):
+    """A fresh local environment (PostgreSQL, Redis, app) for one scenario; always torn down."""
+    from harness.env.local import LocalEnvironment
+
+    with LocalEnvironment(chaos_config.environment.local) as env:
+        yield env
+
+
+@pytest.fixture
+def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, pytestconfig: pytest.Config):
+    """Runs a held fault under load and probes and records the outcome for the session summary."""
+    from harness.experiment import FaultExperiment
+
+    outcomes = pytestconfig.stash[OUTCOMES_KEY]
+
+    class Recording(FaultExperiment):
+        def run(self, *args, **kwargs):
+            outcome = super().run(*args, **kwargs)
+            outcomes.append(outcome)
+            return outcome
+
+    return Recording(chaos_config, chaos_env, chaos_results_dir)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    outcomes = config.stash.get(OUTCOMES_KEY, [])
+    if not outcomes:
+        return
+    terminalreporter.section("chaosdrill")
+    for o in outcomes:
+        terminalreporter.line(f"{o.verdict.value.upper():13} {o.run_id}")
+        for obj in o.objectives:
+            mark = {True: "pass", False: "FAIL", None: "n/a "}[obj.passed]
+            achieved = "not measured" if obj.achieved is None else f"{obj.achieved:.4g} {obj.unit}"
+            terminalreporter.line(f"    {mark}  {obj.name}: {achieved} (target {obj.target:g} {obj.unit})")
+        if o.report:
+            terminalreporter.line(f"    report: {o.report}")

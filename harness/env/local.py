@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -53,6 +54,7 @@ class LocalEnvironment:
             self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
                                   pg_dsn=self.postgres.dsn, redis_url=self.redis.url)
         self._up = False
+        self.detached = False  # True for `chaosdrill env up`: outlives its creator on purpose
 
     # -- what the harness sees -------------------------------------------------------------
     @property
@@ -74,6 +76,13 @@ class LocalEnvironment:
         if self.app is None:
             raise EnvironmentStartError(f"environment {self.id} has no app")
         return self.app.url
+
+    def allow_list(self):
+        """What faults may touch: this environment's loopback endpoints and service pids."""
+        from harness.faults.base import AllowList
+
+        pids = [pid for pid in (self.postgres.pid, self.redis.pid, self.app.pid if self.app else None) if pid]
+        return AllowList.of(endpoints=[(e.host, e.port) for e in self.endpoints.values()], pids=pids)
 
     def versions(self) -> dict[str, str]:
         return {"postgres": self.postgres.version(), "redis": self.redis.version()}
@@ -130,6 +139,8 @@ class LocalEnvironment:
         return {
             "id": self.id,
             "kind": "local",
+            "owner_pid": os.getpid(),
+            "detached": self.detached,
             "base": str(self.base),
             "postgres": {"data": str(self.postgres.data), "port": self.postgres.port, "bindir": str(self.postgres.bindir)},
             "redis": {"pid": self.redis.pid, "port": self.redis.port},

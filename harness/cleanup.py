@@ -1,0 +1,27 @@
+"""`chaosdrill cleanup`: undo what a killed run left — journaled faults, then recorded environments."""
+
+from __future__ import annotations
+
+import psutil
+
+from harness.env.local import load_state, teardown_recorded
+from harness.faults.journal import recover_leftovers
+
+
+def cleanup_all(include_live_envs: bool = False) -> list[str]:
+    """Undo leftover faults first (a paused process must resume before it can be stopped), then stop
+    environments whose owning process is gone. One line per thing undone."""
+    lines = list(recover_leftovers())
+    for record in load_state():
+        if include_live_envs or abandoned(record):
+            lines.append(teardown_recorded(record))
+    return lines
+
+
+def abandoned(record: dict) -> bool:
+    """A run's environment whose owning process died. `chaosdrill env up` ones are detached on
+    purpose and stay until `env down` (or `cleanup --all`)."""
+    if record.get("detached"):
+        return False
+    owner = record.get("owner_pid")
+    return not (owner and psutil.pid_exists(owner))

@@ -1,0 +1,178 @@
+"""Locust load in a separate process, headless, for the length of a scenario.
+
+Locust monkey-patches its process with gevent on import, which slows asyncio executors 4×
+(RECIPES.md §5); so it never runs in the harness process. We start `locust` as a child,
+stop it with SIGTERM (it then writes its final `--json` stats and CSVs), and turn its
+per-second history into `load.snapshot` events on the run's timeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.measure import LOAD_SNAPSHOT, percentile
+from harness.timeline import Timeline
+
+DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    name: str
+    method: str
+    requests: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """Final numbers of one load run (Locust's --json output, which is the authoritative total)."""
+
+    users: int
+    duration_s: float
+    requests: int
+    failures: int
+    rps: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    endpoints: list[EndpointStats] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _expand(histogram: dict[str, int]) -> list[float]:
+    values: list[float] = []
+    for ms, count in histogram.items():
+        values.extend([float(ms)] * int(count))
+    return values
+
+
+def parse_stats(entries: list[dict[str, Any]], users: int) -> LoadStats:
+    """Summarise Locust's --json list (one dict per endpoint, response_times = {ms: count})."""
+    all_times: list[float] = []
+    endpoints = []
+    start, end = None, None
+    for e in entries:
+        times = _expand(e.get("response_times", {}))
+        all_times += times
+        endpoints.append(EndpointStats(e["name"], e["method"], e["num_requests"], e["num_failures"],
+                                       percentile(times, 50), percentile(times, 95), percentile(times, 99)))
+        if e.get("num_requests"):
+            start = min(filter(None, [start, e["start_time"]]), default=e["start_time"])
+            end = max(filter(None, [end, e["last_request_timestamp"]]), default=e["last_request_timestamp"])
+    requests = sum(x.requests for x in endpoints)
+    failures = sum(x.failures for x in endpoints)
+    duration = (end - start) if start and end else 0.0
+    return LoadStats(users, round(duration, 3), requests, failures, round(requests / duration, 2) if duration else 0.0,
+                     percentile(all_times, 50), percentile(all_times, 95), percentile(all_times, 99), endpoints)
+
+
+def request_buckets(request_log: Path, bucket_ns: int) -> list[dict[str, Any]]:
+    """Requests from the Locust process's log (start t_ns, ok, latency) in buckets of `bucket_ns`,
+    keyed by request start time on the shared monotonic clock."""
+    buckets: dict[int, dict[str, Any]] = {}
+    with contextlib.suppress(FileNotFoundError), open(request_log, newline="") as f:
+        for row in csv.reader(f):
+            if len(row) < 3:
+                continue  # a line cut short by a kill
+            try:
+                t_ns, ok, latency = int(row[0]), row[1] == "1", float(row[2])
+            except ValueError:
+                continue
+            key = t_ns - t_ns % bucket_ns
+            b = buckets.setdefault(key, {"t_ns": key, "requests": 0, "failures": 0, "latencies": []})
+            b["requests"] += 1
+            b["failures"] += 0 if ok else 1
+            b["latencies"].append(latency)
+    out = []
+    for key in sorted(buckets):
+        b = buckets.pop(key)
+        lat = b.pop("latencies")
+        out.append(b | {"p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95)})
+    return out
+
+
+class LoadRun:
+    """`locust --headless` against `host_url` until stopped; a context manager."""
+
+    def __init__(self, host_url: str, out_dir: Path, users: int = 10, spawn_rate: float = 10.0,
+                 throughput_per_user: float = 5.0, locustfile: Path = DEFAULT_LOCUSTFILE,
+                 max_duration_s: int = 3600) -> None:
+        self.host_url = host_url
+        self.out_dir = Path(out_dir)
+        self.users = users
+        self.spawn_rate = spawn_rate
+        self.throughput_per_user = throughput_per_user
+        self.locustfile = locustfile
+        self.max_duration_s = max_duration_s
+        self.stats: LoadStats | None = None
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def stats_json(self) -> Path:
+        return self.out_dir / "load-stats.json"
+
+    @property
+    def request_log(self) -> Path:
+        return self.out_dir / "requests.csv"
+
+    def start(self) -> LoadRun:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--headless",
+               "-u", str(self.users), "-r", str(self.spawn_rate), "-t", f"{self.max_duration_s}s",
+               "--host", self.host_url, "--csv", str(self.out_dir / "load"), "--csv-full-history",
+               "--json", "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2"]
+        env = os.environ | {"CHAOSDRILL_THROUGHPUT": str(self.throughput_per_user),
+                            "CHAOSDRILL_REQUEST_LOG": str(self.request_log)}
+        with open(self.stats_json, "wb") as out, open(self.out_dir / "load.log", "ab") as log:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                          start_new_session=True)
+        return self
+
+    def stop(self) -> LoadStats:
+        """SIGTERM: Locust stops its users and writes final stats; SIGKILL only if it hangs."""
+        if self._proc is None:
+            raise HarnessError("load run was never started")
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        try:
+            entries = json.loads(self.stats_json.read_text() or "[]")
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"Locust wrote no valid stats (exit {self._proc.returncode}); see "
+                               f"{self.out_dir / 'load.log'}") from exc
+        self.stats = parse_stats(entries, self.users)
+        return self.stats
+
+    def record(self, timeline: Timeline, bucket_s: float = 0.1) -> int:
+        """Put the requests on the timeline as `load.snapshot` buckets (by request start); returns how many."""
+        snaps = request_buckets(self.request_log, int(bucket_s * 1e9))
+        for snap in snaps:
+            timeline.event(LOAD_SNAPSHOT, "locust", **snap)
+        return len(snaps)
+
+    def __enter__(self) -> LoadRun:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self.stats is None:
+            self.stop()

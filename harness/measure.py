@@ -1,0 +1,231 @@
+"""Pure functions: a run's Timeline → measurements → objectives judged against Targets.
+
+The one definition of each number is METRICS.md; this module implements it and nothing else
+computes these numbers. No clocks are read here, so every result is reproducible from a
+saved timeline.
+
+    Timeline ──measure_fault()──► FaultMeasurements ──judge()──► [Objective] ──verdict()──► Verdict
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from harness.config import Targets
+from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Event, Sample, Timeline
+
+WINDOWS = ("before", "during", "after")
+LOAD_SNAPSHOT = "load.snapshot"
+BREAKER_STATE = "breaker.state"
+ALERT = "alert"
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) — the value a fraction q of observations do not exceed.
+
+    Nearest rank rather than interpolation: every reported latency is one that was observed.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Probe statistics in one window: availability = good samples / all samples."""
+
+    samples: int
+    good: int
+    availability: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadWindow:
+    """Load-generator requests and failures in one window (from Locust's per-second snapshots)."""
+
+    requests: int
+    failures: int
+    error_rate: float | None
+
+
+@dataclass(frozen=True)
+class FaultMeasurements:
+    """METRICS.md 'Fault scenarios'. Times are monotonic ns; durations seconds; None = not measured."""
+
+    probe: str
+    t_inject_ns: int | None
+    t_detect_ns: int | None
+    t_clear_ns: int | None
+    t_recovered_ns: int | None
+    detected_by: str | None
+    time_to_detect_s: float | None
+    mttr_s: float | None
+    time_to_recover_s: float | None
+    recovery_after_clear_s: float | None
+    recovered: bool
+    deadline_s: float | None
+    windows: dict[str, WindowStats] = field(default_factory=dict)
+    load: dict[str, LoadWindow] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _window_stats(samples: list[Sample], start: int | None, end: int | None) -> WindowStats:
+    inside = [s for s in samples if (start is None or s.t_ns >= start) and (end is None or s.t_ns < end)]
+    good = sum(1 for s in inside if s.good)
+    ok_latencies = [s.latency_ns / 1e6 for s in inside if s.ok]
+    return WindowStats(
+        samples=len(inside), good=good, availability=good / len(inside) if inside else None,
+        p50_ms=percentile(ok_latencies, 50), p95_ms=percentile(ok_latencies, 95),
+        p99_ms=percentile(ok_latencies, 99), start_ns=start, end_ns=end,
+    )
+
+
+def _load_window(snapshots: list[Event], start: int | None, end: int | None) -> LoadWindow:
+    """Requests/failures whose per-second snapshot falls in [start, end)."""
+    inside = [e for e in snapshots if (start is None or e.t_ns >= start) and (end is None or e.t_ns < end)]
+    requests = sum(int(e.data.get("requests", 0)) for e in inside)
+    failures = sum(int(e.data.get("failures", 0)) for e in inside)
+    return LoadWindow(requests, failures, failures / requests if requests else None)
+
+
+def _detection(timeline: Timeline, samples: list[Sample], t_inject: int) -> tuple[int | None, str | None]:
+    """t_detect: the first of a bad sample, a breaker leaving CLOSED, an alert — at or after t_inject."""
+    candidates: list[tuple[int, str]] = []
+    bad = next((s for s in samples if s.t_ns >= t_inject and not s.good), None)
+    if bad is not None:
+        candidates.append((bad.t_ns, f"probe {bad.probe}: {bad.error or 'bad sample'}"))
+    for ev in timeline.events:
+        if ev.t_ns < t_inject:
+            continue
+        if ev.kind == BREAKER_STATE and str(ev.data.get("from", "")).lower() == "closed":
+            candidates.append((ev.t_ns, f"breaker {ev.source} → {ev.data.get('to')}"))
+            break
+    alert = timeline.first(ALERT, after_ns=t_inject)
+    if alert is not None:
+        candidates.append((alert.t_ns, f"alert {alert.source}"))
+    return min(candidates) if candidates else (None, None)
+
+
+def _recovery(samples: list[Sample], t_detect: int, streak: int) -> int | None:
+    """t_recovered: the first sample of the first run of `streak` good samples after t_detect."""
+    run_start, run_len = None, 0
+    for s in samples:
+        if s.t_ns <= t_detect:
+            continue
+        if s.good:
+            run_start = s.t_ns if run_len == 0 else run_start
+            run_len += 1
+            if run_len >= streak:
+                return run_start
+        else:
+            run_len = 0
+    return None
+
+
+def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
+                  deadline_s: float | None = None, fault: str | None = None) -> FaultMeasurements:
+    """Measure one fault of the timeline (the first `fault.active`, or the one from source `fault`)."""
+    if streak < 1:
+        raise ValueError(f"recovery streak must be ≥ 1, got {streak}")
+    all_samples = timeline.samples
+    probe = probe or (all_samples[0].probe if all_samples else "")
+    samples = [s for s in all_samples if s.probe == probe]
+    active = timeline.first(FAULT_ACTIVE, source=fault)
+    snapshots = [e for e in timeline.events if e.kind == LOAD_SNAPSHOT]
+    if active is None:
+        whole = _window_stats(samples, None, None)
+        return FaultMeasurements(probe, None, None, None, None, None, None, None, None, None, False, deadline_s,
+                                 windows={"before": whole}, load={"before": _load_window(snapshots, None, None)})
+    t_inject = active.t_ns
+    cleared = timeline.first(FAULT_CLEARED, source=active.source, after_ns=t_inject)
+    t_clear = cleared.t_ns if cleared else None
+    t_detect, detected_by = _detection(timeline, samples, t_inject)
+    t_recovered = _recovery(samples, t_detect, streak) if t_detect is not None else None
+    if t_recovered is not None and deadline_s is not None and (t_recovered - t_inject) / 1e9 > deadline_s:
+        t_recovered = None  # recovered only after the deadline: "never recovered" for this run
+
+    def secs(a: int | None, b: int | None) -> float | None:
+        return None if a is None or b is None else (b - a) / 1e9
+
+    during_end = t_recovered
+    bounds = {"before": (None, t_inject), "during": (t_inject, during_end),
+              "after": (t_recovered, None) if t_recovered is not None else (None, None)}
+    windows = {name: _window_stats(samples, *b) for name, b in bounds.items()
+               if not (name == "after" and t_recovered is None)}
+    load = {name: _load_window(snapshots, *b) for name, b in bounds.items()
+            if not (name == "after" and t_recovered is None)}
+    return FaultMeasurements(
+        probe=probe, t_inject_ns=t_inject, t_detect_ns=t_detect, t_clear_ns=t_clear, t_recovered_ns=t_recovered,
+        detected_by=detected_by, time_to_detect_s=secs(t_inject, t_detect), mttr_s=secs(t_detect, t_recovered),
+        time_to_recover_s=secs(t_inject, t_recovered), recovery_after_clear_s=secs(t_clear, t_recovered),
+        recovered=t_recovered is not None, deadline_s=deadline_s, windows=windows, load=load,
+    )
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: achieved vs target. passed is None when it was not measured (never 'passed')."""
+
+    name: str
+    target: float
+    achieved: float | None
+    unit: str
+    better: str  # "lower" or "higher"
+    passed: bool | None
+    note: str = ""
+
+    @classmethod
+    def judge(cls, name: str, target: float, achieved: float | None, unit: str, better: str = "lower",
+              note: str = "", missing_fails: bool = False) -> Objective:
+        if achieved is None:
+            return cls(name, target, None, unit, better, False if missing_fails else None, note)
+        ok = achieved <= target if better == "lower" else achieved >= target
+        return cls(name, target, achieved, unit, better, ok, note)
+
+
+class Verdict(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"  # nothing failed, but something was not measured
+
+
+def judge_fault(m: FaultMeasurements, targets: Targets) -> list[Objective]:
+    """The fault-scenario objectives: TTD, MTTR, availability, p95 latency and load errors after recovery."""
+    never = f"never recovered within {m.deadline_s:.0f} s" if m.deadline_s else "never recovered"
+    undetected = "the fault had no visible effect" if m.t_inject_ns is not None and m.t_detect_ns is None else ""
+    after = m.windows.get("after")
+    objectives = [
+        Objective.judge("time to detect", targets.time_to_detect, m.time_to_detect_s, "s", note=undetected),
+        Objective.judge("MTTR", targets.mttr, m.mttr_s, "s", note="" if m.recovered or undetected else never,
+                        missing_fails=m.t_detect_ns is not None),
+        Objective.judge("availability after recovery", targets.availability_after,
+                        after.availability if after else None, "ratio", better="higher"),
+        Objective.judge("p95 latency after recovery", targets.p95_latency_after,
+                        after.p95_ms / 1000 if after and after.p95_ms is not None else None, "s"),
+    ]
+    load_after = m.load.get("after")
+    if load_after is not None and load_after.requests:
+        objectives.append(Objective.judge("load error rate after recovery", targets.load_error_rate_after,
+                                          load_after.error_rate, "ratio"))
+    return objectives
+
+
+def verdict(objectives: list[Objective]) -> Verdict:
+    if any(o.passed is False for o in objectives):
+        return Verdict.FAILED
+    if any(o.passed is None for o in objectives) or not objectives:
+        return Verdict.INCONCLUSIVE
+    return Verdict.PASSED

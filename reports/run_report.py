@@ -1,0 +1,132 @@
+"""Run report: result.json + timeline.csv → one self-contained HTML file (inline CSS and SVG).
+
+The report recomputes nothing: numbers come from result.json (written by harness/measure.py),
+the charts from the saved timeline, so re-rendering an old run gives the same report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from harness.measure import LOAD_SNAPSHOT
+from harness.results import load_run
+from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Timeline
+from reports.charts import Band, Chart, Marker, Series, render
+
+REPORT_NAME = "report.html"
+
+
+def _jinja() -> Environment:
+    env = Environment(loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["j2", "html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = format_number
+    env.filters["dur"] = format_duration
+    env.filters["ms"] = lambda v: "—" if v is None else f"{format_number(v)} ms"
+    return env
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def format_duration(seconds: float | None) -> str:
+    """Human units that keep precision: 0.0042 → '4.2 ms', 75 → '1 min 15 s', 14400 → '4 h'."""
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms"
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        minutes, secs = divmod(seconds, 60)
+        return f"{minutes:.0f} min" + (f" {secs:.0f} s" if round(secs) else "")
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:.0f} h" + (f" {rest / 60:.0f} min" if round(rest / 60) else "")
+
+
+def format_target(obj: dict[str, Any], key: str) -> str:
+    value = obj[key]
+    if value is None:
+        return "not measured"
+    if obj["unit"] == "s":
+        return format_duration(value)
+    if obj["unit"] == "ratio":
+        return f"{value * 100:.4g} %"
+    return format_number(value)
+
+
+def _fault_charts(tl: Timeline, fault: dict[str, Any]) -> list[str]:
+    rel = tl.rel_s
+    bands, markers = [], []
+    active = tl.first(FAULT_ACTIVE)
+    if active is not None:
+        cleared = tl.first(FAULT_CLEARED, source=active.source, after_ns=active.t_ns)
+        end = cleared.t_ns if cleared else (tl.samples[-1].t_ns if tl.samples else active.t_ns)
+        bands.append(Band(rel(active.t_ns), rel(end), f"fault: {active.source}"))
+    if fault.get("t_detect_ns"):
+        markers.append(Marker(rel(fault["t_detect_ns"]), "detected", "#b02a37"))
+    if fault.get("t_recovered_ns"):
+        markers.append(Marker(rel(fault["t_recovered_ns"]), "recovered", "#146c43"))
+    charts = []
+    span = [rel(s.t_ns) for s in tl.samples] or [0.0, 1.0]
+    x_range = (min(0.0, min(span)), max(span))
+    probes = sorted({s.probe for s in tl.samples})
+    for probe in probes:
+        samples = [s for s in tl.samples if s.probe == probe]
+        good = [(rel(s.t_ns), s.latency_ns / 1e6) for s in samples if s.good]
+        bad = [(rel(s.t_ns), s.latency_ns / 1e6) for s in samples if not s.good]
+        top = max([y for _, y in good] + [1.0]) * 1.2
+        charts.append(render(Chart(f"Probe {probe}: latency per sample (failed samples in red)",
+                                   "seconds since run start", "latency (ms)",
+                                   [Series(good, "good", "#0d6efd", "dots"),
+                                    Series([(x, min(y, top)) for x, y in bad], "failed / slow", "#dc3545", "dots")],
+                                   bands, markers, y_max=top, x_range=x_range)))
+        ok_series = [(rel(s.t_ns), 1.0 if s.good else 0.0) for s in samples]
+        charts.append(render(Chart(f"Probe {probe}: good (1) or failed (0)", "seconds since run start", "good",
+                                   [Series(ok_series, "probe result", "#198754", "line")], bands, markers,
+                                   y_max=1.05, x_range=x_range)))
+    per_second: dict[int, list[float]] = {}
+    for e in tl.events:
+        if e.kind == LOAD_SNAPSHOT:
+            slot = per_second.setdefault(int(rel(e.t_ns)), [0.0, 0.0])
+            slot[0] += e.data.get("requests", 0)
+            slot[1] += e.data.get("failures", 0)
+    if per_second:
+        reqs = [(sec + 0.5, v[0]) for sec, v in sorted(per_second.items())]
+        fails = [(sec + 0.5, v[1]) for sec, v in sorted(per_second.items())]
+        charts.append(render(Chart("Load: requests and failures per second (Locust)", "seconds since run start",
+                                   "per second", [Series(reqs, "requests/s", "#6c757d", "bars"),
+                                                  Series(fails, "failures/s", "#dc3545", "bars")],
+                                   bands, markers, x_range=x_range)))
+    return charts
+
+
+def build_context(result: dict[str, Any], tl: Timeline) -> dict[str, Any]:
+    fault = result.get("measurements", {}).get("fault", {})
+    objectives = [dict(o, target_text=format_target(o, "target"), achieved_text=format_target(o, "achieved"))
+                  for o in result["objectives"]]
+    events = [{"t": tl.rel_s(e.t_ns), "wall": tl.wall(e.t_ns).strftime("%H:%M:%S.%f")[:-3], "kind": e.kind,
+               "source": e.source, "data": ", ".join(f"{k}={v}" for k, v in e.data.items())}
+              for e in tl.events if e.kind != LOAD_SNAPSHOT]
+    return {
+        "r": result, "fault": fault, "objectives": objectives, "charts": _fault_charts(tl, fault),
+        "events": events, "samples": len(tl.samples),
+        "bad_samples": sum(1 for s in tl.samples if not s.good),
+    }
+
+
+def render_run_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Render `run_dir`'s report to `out` (default run_dir/report.html); returns the path."""
+    run_dir = Path(run_dir)
+    result, tl = load_run(run_dir)
+    html = _jinja().get_template("run.html.j2").render(**build_context(result, tl))
+    out = out or run_dir / REPORT_NAME
+    out.write_text(html)
+    return out
