@@ -1,0 +1,262 @@
+"""Hypothesis state machine: the breaker against a small reference model.
+
+The model is written for clarity, not speed: it keeps every outcome with its time and
+recomputes windows from scratch. Any divergence in state, counts, retry time or HALF_OPEN
+admission fails the run, and a listener checks every transition against the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from resilience.breaker import BreakerListener, BreakerState, CircuitBreaker
+from resilience.breaker.state import is_allowed
+from resilience.clock import FakeClock
+from resilience.errors import CircuitOpenError
+
+S = BreakerState
+NS = 1_000_000_000
+SLOW_NS = 2 * NS
+
+
+class Boom(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+@dataclass
+class Model:
+    ft: int | None
+    fr: float | None
+    sr: float | None
+    kind: str
+    size: int
+    min_calls: int
+    permits: int
+    wait_ns: int
+    state: S = S.CLOSED
+    epoch: int = 0
+    run: int = 0
+    open_until: int = 0
+    outcomes: list[tuple[int, bool, bool]] = field(default_factory=list)
+    issued: int = 0
+    done: int = 0
+    failed: int = 0
+    slow: int = 0
+
+    @property
+    def uses_rates(self) -> bool:
+        return self.fr is not None or self.sr is not None
+
+    def window(self, now: int) -> tuple[int, int, int]:
+        if self.kind == "count":
+            win = self.outcomes[-self.size:]
+        else:
+            cur = now // NS
+            win = [o for o in self.outcomes if o[0] // NS > cur - self.size]
+        return len(win), sum(o[1] for o in win), sum(o[2] for o in win)
+
+    def go(self, new: S, now: int) -> None:
+        assert is_allowed(self.state, new)
+        old, self.state = self.state, new
+        self.epoch += 1
+        if new is S.CLOSED or old is S.CLOSED:
+            self.outcomes.clear()
+            self.run = 0
+        if new is S.OPEN:
+            self.open_until = now + self.wait_ns
+        if new is S.HALF_OPEN:
+            self.issued = self.done = self.failed = self.slow = 0
+
+    def admit(self, now: int) -> int | None:
+        """Epoch token, -1 for pass-through, None if rejected."""
+        if self.state is S.CLOSED:
+            return self.epoch
+        if self.state is S.DISABLED:
+            return -1
+        if self.state is S.OPEN:
+            if now < self.open_until:
+                return None
+            self.go(S.HALF_OPEN, now)
+        if self.state is S.HALF_OPEN and self.issued < self.permits:
+            self.issued += 1
+            return self.epoch
+        return None
+
+    def record(self, token: int, now: int, kind: str, slow: bool) -> None:
+        if token == -1 or token != self.epoch or self.state not in (S.CLOSED, S.HALF_OPEN):
+            return
+        if kind == "skip":
+            if self.state is S.HALF_OPEN:
+                self.issued -= 1
+            return
+        failed = kind == "fail"
+        if self.state is S.CLOSED:
+            self.outcomes.append((now, failed, slow))
+            self.run = self.run + 1 if failed else 0
+            if self.ft and self.run >= self.ft:
+                self.go(S.OPEN, now)
+                return
+            if self.uses_rates:
+                calls, fails, slows = self.window(now)
+                if calls >= self.min_calls and (
+                    (self.fr is not None and fails * 100 >= self.fr * calls)
+                    or (self.sr is not None and slows * 100 >= self.sr * calls)
+                ):
+                    self.go(S.OPEN, now)
+            return
+        self.done += 1
+        self.failed += failed
+        self.slow += slow
+        if self.uses_rates:
+            if self.done >= self.permits:
+                bad = (self.fr is not None and self.failed * 100 >= self.fr * self.permits) or (
+                    self.sr is not None and self.slow * 100 >= self.sr * self.permits)
+                self.go(S.OPEN if bad else S.CLOSED, now)
+        elif self.failed:
+            self.go(S.OPEN, now)
+        elif self.done >= self.permits:
+            self.go(S.CLOSED, now)
+
+
+class TransitionChecker(BreakerListener):
+    def __init__(self) -> None:
+        self.seen: list[tuple[S, S]] = []
+
+    def on_state_change(self, event) -> None:
+        assert is_allowed(event.old, event.new), f"illegal {event.old} -> {event.new}"
+        self.seen.append((event.old, event.new))
+
+
+configs = st.fixed_dictionaries({
+    "failure_threshold": st.sampled_from([None, 1, 2, 3, 5]),
+    "failure_rate_threshold": st.sampled_from([None, 25, 50, 100]),
+    "slow_call_rate_threshold": st.sampled_from([None, 50, 100]),
+    "sliding_window_type": st.sampled_from(["count", "time"]),
+    "sliding_window_size": st.integers(3, 6),
+    "minimum_calls": st.integers(1, 3),
+    "half_open_permitted_calls": st.integers(1, 3),
+    "wait_in_open": st.sampled_from([1, 5]),
+}).filter(lambda c: c["failure_threshold"] or c["failure_rate_threshold"] or c["slow_call_rate_threshold"])
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    @initialize(cfg=configs, listen=st.booleans())
+    def setup(self, cfg, listen):
+        self.clock = FakeClock()
+        self.checker = TransitionChecker()
+        self.breaker = CircuitBreaker(
+            "m", clock=self.clock, slow_call_duration_threshold=SLOW_NS / NS, ignore_exceptions=(Skip,),
+            listeners=[self.checker] if listen else (), **cfg)
+        self.model = Model(
+            ft=cfg["failure_threshold"], fr=cfg["failure_rate_threshold"], sr=cfg["slow_call_rate_threshold"],
+            kind=cfg["sliding_window_type"], size=cfg["sliding_window_size"], min_calls=cfg["minimum_calls"],
+            permits=cfg["half_open_permitted_calls"], wait_ns=cfg["wait_in_open"] * NS)
+        self.held: list[tuple[int, int]] = []  # tokens of calls held open with the context manager
+        self.admitted_in_half_open = 0
+
+    def _run(self, kind: str, seconds: float):
+        def fn():
+            self.clock.advance(seconds)
+            if kind == "fail":
+                raise Boom()
+            if kind == "skip":
+                raise Skip()
+            return 1
+        return fn
+
+    @rule(kind=st.sampled_from(["ok", "ok", "fail", "skip"]), seconds=st.sampled_from([0, 0.5, 2.5]))
+    def call(self, kind, seconds):
+        now = self.clock.monotonic_ns()
+        token = self.model.admit(now)
+        try:
+            self.breaker.call(self._run(kind, seconds))
+        except CircuitOpenError:
+            assert token is None, "breaker rejected a call the model admits"
+            return
+        except (Boom, Skip):
+            pass
+        assert token is not None, "breaker admitted a call the model rejects"
+        self.model.record(token, self.clock.monotonic_ns(), kind, seconds * NS >= SLOW_NS)
+
+    @rule()
+    def enter_held(self):
+        now = self.clock.monotonic_ns()
+        token = self.model.admit(now)
+        try:
+            self.breaker.__enter__()
+        except CircuitOpenError:
+            assert token is None
+            return
+        assert token is not None
+        self.held.append((token, now))
+
+    @precondition(lambda self: self.held)
+    @rule(kind=st.sampled_from(["ok", "fail", "skip"]), seconds=st.sampled_from([0, 2.5]))
+    def exit_held(self, kind, seconds):
+        token, start = self.held.pop()
+        self.clock.advance(seconds)
+        exc = {"ok": None, "fail": Boom(), "skip": Skip()}[kind]
+        self.breaker.__exit__(type(exc) if exc else None, exc, None)
+        end = self.clock.monotonic_ns()
+        self.model.record(token, end, kind, end - start >= SLOW_NS)
+
+    @rule(seconds=st.sampled_from([0.3, 1, 4, 10]))
+    def advance(self, seconds):
+        self.clock.advance(seconds)
+
+    @rule(action=st.sampled_from(["forced_open", "disabled", "reset"]))
+    def operator(self, action):
+        now = self.clock.monotonic_ns()
+        target = {"forced_open": S.FORCED_OPEN, "disabled": S.DISABLED, "reset": S.CLOSED}[action]
+        getattr(self.breaker, "reset" if action == "reset" else f"transition_to_{action}")()
+        if action == "reset" and self.model.state is S.CLOSED:
+            self.model.outcomes.clear()
+            self.model.run = 0
+        elif self.model.state is not target:
+            self.model.go(target, now)
+
+    @invariant()
+    def same_state(self):
+        if not hasattr(self, "model"):
+            return
+        assert self.breaker.state is self.model.state
+
+    @invariant()
+    def counts_consistent(self):
+        if not hasattr(self, "model"):
+            return
+        m = self.breaker.metrics()
+        assert m.calls == m.successes + m.failures
+        assert m.failures >= 0 and m.successes >= 0 and m.slow_calls <= m.calls
+        assert m.window_calls >= m.window_failures >= 0
+        if self.model.state is S.CLOSED:
+            now = self.clock.monotonic_ns()
+            assert (m.window_calls, m.window_failures, m.window_slow_calls) == self.model.window(now)
+            expected_run = self.model.run
+            assert m.consecutive_failures == expected_run
+        if self.model.state is S.OPEN:
+            assert m.retry_after * NS == pytest.approx(max(0, self.model.open_until - self.clock.monotonic_ns()))
+
+    @invariant()
+    def half_open_never_over_admits(self):
+        if not hasattr(self, "model"):
+            return
+        if self.model.state is S.HALF_OPEN:
+            assert 0 <= self.model.issued <= self.model.permits
+            assert self.breaker._ho_issued == self.model.issued
+
+
+BreakerMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestBreakerMachine = BreakerMachine.TestCase
