@@ -1,6 +1,8 @@
 """Faults the harness injects; each is a context manager journalled before it acts (see base.py)."""
 
 from harness.faults.base import AllowList, Fault, FaultSet, FaultState
+from harness.faults.container import KillContainer, PauseContainer, RestartContainer, StopContainer
+from harness.faults.firewall import PartitionPort
 from harness.faults.journal import Journal, recover, recover_leftovers
 from harness.faults.process import KillProcess, PauseProcess, RestartRecipe
 
@@ -10,9 +12,14 @@ __all__ = [
     "FaultSet",
     "FaultState",
     "Journal",
+    "KillContainer",
     "KillProcess",
+    "PartitionPort",
+    "PauseContainer",
     "PauseProcess",
+    "RestartContainer",
     "RestartRecipe",
+    "StopContainer",
     "recover",
     "recover_leftovers",
 ]

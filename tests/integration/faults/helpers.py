@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,16 @@ def redis_ping(port: int, timeout: float = 0.5) -> bool:
             return s.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def wait_ping(port: int, timeout: float = 10.0) -> bool:
+    """Poll PING until it answers: a restarted server needs a moment before it listens."""
+    deadline = time.monotonic() + timeout
+    while not redis_ping(port, timeout=0.3):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def stopped(pid: int) -> bool:
