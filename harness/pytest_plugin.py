@@ -25,6 +25,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="chaosdrill.toml to use. Default: ./chaosdrill.toml if present, else built-in defaults")
     group.addoption("--chaos-results", default=None, metavar="DIR",
                     help="directory for run results and reports. Default: run.results_dir of the config")
+    group.addoption("--chaos-no-summary", action="store_true", default=False,
+                    help="do not print the chaosdrill summary (the chaosdrill CLI prints its own)")
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    from harness import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,19 +80,22 @@ def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, p
     from harness.experiment import FaultExperiment
 
     outcomes = pytestconfig.stash[OUTCOMES_KEY]
+    hook = pytestconfig.hook
 
     class Recording(FaultExperiment):
         def run(self, *args, **kwargs):
             outcome = super().run(*args, **kwargs)
             outcomes.append(outcome)
+            hook.pytest_chaosdrill_run_finished(outcome=outcome)
             return outcome
 
-    return Recording(chaos_config, chaos_env, chaos_results_dir)
+    return Recording(chaos_config, chaos_env, chaos_results_dir,
+                     progress=lambda message: hook.pytest_chaosdrill_progress(message=message))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     outcomes = config.stash.get(OUTCOMES_KEY, [])
-    if not outcomes:
+    if not outcomes or config.getoption("--chaos-no-summary"):
         return
     terminalreporter.section("chaosdrill")
     for o in outcomes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
+
+# Tests keep their journal and environment records away from the user's real state dir.
+os.environ.setdefault("CHAOSDRILL_STATE_DIR", tempfile.mkdtemp(prefix="chaosdrill-test-state-"))
 
 
 @pytest.fixture

@@ -46,13 +46,17 @@ class LocalEnvironment:
         self.with_app = with_app
         self.id = f"{label}-{uuid.uuid4().hex[:8]}"
         self.base = Path(tempfile.mkdtemp(prefix=f"chaosdrill-{self.id}-"))
-        chown_to_pg_user(self.base)
-        self.postgres = PostgresServer(self.base / "pg", port=self.config.postgres_port or None)
-        self.redis = RedisServer(self.base / "redis", port=self.config.redis_port or None)
-        self.app: AppProcess | None = None
-        if with_app:
-            self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
-                                  pg_dsn=self.postgres.dsn, redis_url=self.redis.url)
+        try:
+            chown_to_pg_user(self.base)
+            self.postgres = PostgresServer(self.base / "pg", port=self.config.postgres_port or None)
+            self.redis = RedisServer(self.base / "redis", port=self.config.redis_port or None)
+            self.app: AppProcess | None = None
+            if with_app:
+                self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
+                                      pg_dsn=self.postgres.dsn, redis_url=self.redis.url)
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)  # bad input leaves nothing behind
+            raise
         self._up = False
         self.detached = False  # True for `chaosdrill env up`: outlives its creator on purpose
 

@@ -1,0 +1,38 @@
+# chaosdrill: two commands on a fresh machine — `make drill` and `make test`.
+# Every target installs what it needs first, idempotently (a second run installs nothing).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: drill test bench lint deps deps-apt clean help
+help:
+	@echo "make drill   install, run the default drill (db_outage) on the local environment, print the report path"
+	@echo "make test    install, run the test suite"
+	@echo "make bench   install, run the benchmarks (tables + bench/results/)"
+	@echo "make lint    ruff"
+
+deps: deps-apt $(STAMP)
+
+deps-apt:
+	@scripts/install-deps.sh docker.io
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+drill: deps
+	@$(BIN)/chaosdrill run -m db_outage
+
+test: deps
+	@$(BIN)/python -m pytest tests -q
+
+bench: deps
+	@$(BIN)/python bench/run_all.py
+
+lint: deps
+	@$(BIN)/ruff check resilience harness reports scenarios tests bench
+
+clean:
+	rm -rf $(VENV) chaosdrill-results

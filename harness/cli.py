@@ -1,0 +1,230 @@
+"""The `chaosdrill` command (typer + rich).
+
+    chaosdrill run [-m MARKER]      run scenarios (pytest underneath) and print report paths
+    chaosdrill env up|down|list     a local environment that outlives the command
+    chaosdrill report RUN_DIR       (re)render a run's HTML report
+    chaosdrill cleanup [--all]      undo faults and environments a killed run left
+    chaosdrill doctor               what is installed, what is missing and how to get it
+    chaosdrill toxiproxy            the embedded Toxiproxy-compatible server
+
+Exit codes (harness/errors.py): 0 ok, 2 bad input, 3 an objective was missed, 4 the tool failed,
+5 a fault could not be undone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.config import SCENARIO_NAMES, load_config
+from harness.errors import ConfigError, HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Chaos testing and disaster-recovery drills that measure MTTR, TTD, RTO and RPO.")
+env_app = typer.Typer(no_args_is_help=True, help="Start and stop a local environment (PostgreSQL, Redis, app).")
+app.add_typer(env_app, name="env")
+console = Console(stderr=True)
+out = Console()
+# Progress is written while pytest captures sys.stderr (--capture=sys); the real stderr is not captured.
+live = Console(file=sys.__stderr__)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="chaosdrill.toml (default ./chaosdrill.toml)")]
+DEFAULT_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def _scenarios_dir(path: Path | None) -> Path:
+    candidates = [path] if path else [Path("scenarios"), DEFAULT_SCENARIOS]
+    for cand in candidates:
+        if cand and cand.is_dir():
+            return cand.resolve()
+    raise ConfigError(f"scenarios directory not found: {candidates[0]}")
+
+
+class _CliPlugin:
+    """Receives chaosdrill hooks from inside pytest: live progress and outcomes."""
+
+    def __init__(self, status) -> None:
+        self.status = status
+        self.outcomes: list = []
+
+    @pytest.hookimpl
+    def pytest_chaosdrill_progress(self, message: str) -> None:
+        self.status.update(f"[bold]{message}")
+        live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
+
+    @pytest.hookimpl
+    def pytest_chaosdrill_run_finished(self, outcome) -> None:
+        self.outcomes.append(outcome)
+
+
+@app.command()
+def run(
+    marker: Annotated[list[str] | None, typer.Option("--marker", "-m", help=f"scenario marker, one of: {', '.join(SCENARIO_NAMES)}")] = None,
+    config: ConfigOpt = None,
+    results: Annotated[Path | None, typer.Option(help="results directory (default from config)")] = None,
+    scenarios: Annotated[Path | None, typer.Option(help="scenarios directory (default ./scenarios or the bundled ones)")] = None,
+    keyword: Annotated[str | None, typer.Option("-k", help="pytest -k expression")] = None,
+) -> None:
+    """Run scenarios (default: db_outage), then print a summary and the report paths."""
+    markers = marker or ["db_outage"]
+    for m in markers:
+        if m not in SCENARIO_NAMES:
+            raise ConfigError(f"unknown marker {m!r}; allowed: {', '.join(SCENARIO_NAMES)}")
+    cfg = load_config(config)  # validate before anything starts
+    scen = _scenarios_dir(scenarios)
+    args = [str(scen), "-m", " or ".join(markers), "-p", "no:cacheprovider", "-q", "--no-header",
+            "--capture=sys", "--chaos-no-summary"]
+    if config:
+        args += ["--chaos-config", str(config)]
+    args += ["--chaos-results", str((results or Path(cfg.run.results_dir)).resolve())]
+    if keyword:
+        args += ["-k", keyword]
+    with live.status("[bold]starting") as status:
+        plugin = _CliPlugin(status)
+        code = pytest.main(args, plugins=[plugin])
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise ConfigError(f"no scenario matched marker(s) {', '.join(markers)} in {scen}")
+    _print_outcomes(plugin.outcomes)
+    if code == pytest.ExitCode.USAGE_ERROR:
+        raise typer.Exit(2)
+    if code == pytest.ExitCode.TESTS_FAILED:
+        raise typer.Exit(3 if plugin.outcomes and any(o.verdict.value != "passed" for o in plugin.outcomes) else 4)
+    if code != pytest.ExitCode.OK:
+        raise typer.Exit(4)
+
+
+def _print_outcomes(outcomes: list) -> None:
+    if not outcomes:
+        return
+    table = Table(title="chaosdrill results", show_lines=False)
+    for col in ("run", "verdict", "objective", "target", "achieved", "result"):
+        table.add_column(col)
+    for o in outcomes:
+        for i, obj in enumerate(o.objectives):
+            res = {True: "[green]pass", False: "[red]FAIL", None: "[yellow]not measured"}[obj.passed]
+            achieved = "—" if obj.achieved is None else f"{obj.achieved:.4g} {obj.unit}"
+            table.add_row(o.run_id if i == 0 else "", o.verdict.value if i == 0 else "", obj.name,
+                          f"{obj.target:g} {obj.unit}", achieved, res)
+    console.print(table)
+    for o in outcomes:
+        if o.report:
+            out.print(f"report: {o.report}", soft_wrap=True)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds result.json)")],
+           output: Annotated[Path | None, typer.Option("--out", help="where to write the HTML")] = None) -> None:
+    """(Re)render the HTML report of a run directory and print its path."""
+    from reports.run_report import render_run_report
+
+    out.print(str(render_run_report(run_dir, output)), soft_wrap=True)
+
+
+@app.command()
+def cleanup(all_envs: Annotated[bool, typer.Option("--all", help="also stop environments started by `env up`")] = False) -> None:
+    """Undo faults and stop environments that a killed run left behind."""
+    from harness.cleanup import cleanup_all
+
+    lines = cleanup_all(include_live_envs=all_envs)
+    for line in lines:
+        out.print(line, soft_wrap=True)
+    if not lines:
+        out.print("nothing to clean up")
+    if any(line.startswith("FAILED") for line in lines):
+        raise typer.Exit(5)
+
+
+@env_app.command("up")
+def env_up(config: ConfigOpt = None,
+           output: Annotated[str, typer.Option(help="text or json")] = "text") -> None:
+    """Start a local environment that keeps running after this command; `env down` stops it."""
+    from harness.env.local import LocalEnvironment
+
+    cfg = load_config(config)
+    env = LocalEnvironment(cfg.environment.local)
+    env.detached = True
+    env.up()
+    state = env.state() | {"endpoints": {k: v.address for k, v in env.endpoints.items()}}
+    if output == "json":
+        out.print_json(json.dumps(state))
+    else:
+        out.print(f"environment {env.id} is up in {env.base}")
+        for name, ep in env.endpoints.items():
+            out.print(f"  {name:9} {ep.address}")
+        out.print(f"  app url   {env.app_url}\nstop it with: chaosdrill env down {env.id}")
+
+
+@env_app.command("down")
+def env_down(env_id: Annotated[str | None, typer.Argument(help="environment id (default: all)")] = None) -> None:
+    """Stop environment ENV_ID (or every recorded one) and remove its files."""
+    from harness.env.local import load_state, teardown_recorded
+
+    records = load_state(env_id)
+    if env_id and not records:
+        raise ConfigError(f"no environment {env_id!r}; see `chaosdrill env list`")
+    for record in records:
+        out.print(teardown_recorded(record), soft_wrap=True)
+    if not records:
+        out.print("no environment is running")
+
+
+@env_app.command("list")
+def env_list() -> None:
+    """List recorded environments."""
+    from harness.env.local import load_state
+
+    for r in load_state():
+        app_ = r.get("app") or {}
+        out.print(f"{r['id']}  postgres 127.0.0.1:{r['postgres']['port']}  redis 127.0.0.1:{r['redis']['port']}"
+                  f"  app {app_.get('url', '-')}  {'detached' if r.get('detached') else 'run'}")
+
+
+@app.command()
+def doctor(output: Annotated[str, typer.Option(help="text or json")] = "text") -> None:
+    """What is installed (with versions), what is missing, and how to get it."""
+    from harness.doctor import checks
+
+    results = checks()
+    if output == "json":
+        out.print_json(json.dumps([c.__dict__ for c in results]))
+    else:
+        table = Table(title="chaosdrill doctor")
+        for col in ("component", "status", "version / detail", "how to get it"):
+            table.add_column(col)
+        for c in results:
+            table.add_row(c.name, "[green]ok" if c.ok else ("[red]missing" if c.required else "[yellow]optional"),
+                          c.detail, "" if c.ok else c.fix)
+        out.print(table)
+    if any(c.required and not c.ok for c in results):
+        raise typer.Exit(4)
+
+
+@app.command()
+def toxiproxy(host: Annotated[str, typer.Option(help="address to listen on (loopback)")] = "127.0.0.1",
+              port: Annotated[int, typer.Option(help="API port")] = 8474,
+              config: Annotated[Path | None, typer.Option("--config", help="JSON file of proxies to create at start")] = None,
+              metrics: Annotated[bool, typer.Option(help="serve Prometheus /metrics")] = False) -> None:
+    """Run the embedded Toxiproxy-compatible server until interrupted."""
+    from harness.toxiproxy.server import serve
+
+    serve(host, port, str(config) if config else None, metrics)
+
+
+def main() -> None:
+    """Entry point: harness errors become one line on stderr and their exit code; no traceback."""
+    try:
+        app(standalone_mode=True)
+    except HarnessError as exc:
+        console.print(f"[red]chaosdrill: error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("chaosdrill: interrupted; faults were undone on the way out (see `chaosdrill cleanup`)")
+        sys.exit(130)

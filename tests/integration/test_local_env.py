@@ -1,0 +1,128 @@
+"""The local environment against real PostgreSQL, Redis and the app: up, fresh, down, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import httpx
+import psutil
+import pytest
+
+from harness.config import LocalEnvConfig
+from harness.env.local import LocalEnvironment, load_state, teardown_recorded
+from harness.env.ports import port_in_use
+from harness.errors import EnvironmentStartError
+
+
+def alive(pid: int | None) -> bool:
+    try:
+        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def leftovers(env: LocalEnvironment, pids: list[int], ports: list[int]) -> list[str]:
+    found = [f"pid {p} alive" for p in pids if alive(p)]
+    found += [f"port {p} open" for p in ports if port_in_use(p)]
+    if env.base.exists():
+        found.append(f"dir {env.base} exists")
+    found += [f"process {p.pid} mentions {env.base}" for p in psutil.process_iter(["cmdline"])
+              if str(env.base) in " ".join(p.info["cmdline"] or [])]
+    found += [f"record {r['id']}" for r in load_state(env.id)]
+    return found
+
+
+def snapshot(env: LocalEnvironment) -> tuple[list[int], list[int]]:
+    pids = [env.postgres.pid, env.redis.pid, env.app.pid]
+    pids += [c.pid for c in psutil.Process(env.postgres.pid).children(recursive=True)]
+    return pids, [e.port for e in env.endpoints.values()]
+
+
+def test_up_serves_and_down_leaves_nothing() -> None:
+    env = LocalEnvironment().up()
+    pids, ports = snapshot(env)
+    try:
+        assert all(alive(p) for p in pids[:3])
+        assert load_state(env.id), "a running environment is recorded for crash cleanup"
+        health = httpx.get(f"{env.app_url}/health", timeout=5).json()
+        assert health["checks"]["postgres"]["ok"] and health["checks"]["redis"]["ok"]
+        assert all(e.host == "127.0.0.1" for e in env.endpoints.values())
+    finally:
+        env.down()
+    assert leftovers(env, pids, ports) == []
+
+
+def test_fresh_is_a_separate_empty_environment() -> None:
+    with LocalEnvironment() as env:
+        httpx.post(f"{env.app_url}/orders", json={"customer": "c", "item": "i", "quantity": 1, "amount": 1},
+                   timeout=5).raise_for_status()
+        other = env.fresh()
+        try:
+            assert other.base != env.base
+            assert {e.port for e in other.endpoints.values()}.isdisjoint({e.port for e in env.endpoints.values()})
+            assert httpx.get(f"{other.app_url}/orders", timeout=5).json() == []
+            assert len(httpx.get(f"{env.app_url}/orders", timeout=5).json()) == 1
+        finally:
+            pids, ports = snapshot(other)
+            other.down()
+        assert leftovers(other, pids, ports) == []
+
+
+def test_teardown_from_the_record_alone_after_the_owner_died() -> None:
+    """What `chaosdrill cleanup` does when the harness was killed: only the JSON record is left."""
+    env = LocalEnvironment().up()
+    pids, ports = snapshot(env)
+    env.redis.pause()  # a paused leftover must be stoppable too
+    (record,) = load_state(env.id)
+    line = teardown_recorded(record)
+    assert env.id in line
+    assert leftovers(env, pids, ports) == []
+
+
+def chaosdrill_dirs() -> set[str]:
+    import tempfile
+    from pathlib import Path
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob("chaosdrill-env-*")}
+
+
+def test_port_in_use_is_one_clear_line_and_nothing_starts() -> None:
+    before = chaosdrill_dirs()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(EnvironmentStartError, match=rf"^PostgreSQL: port {port} on 127.0.0.1 is already in use$"):
+            LocalEnvironment(LocalEnvConfig(postgres_port=port))
+        with pytest.raises(EnvironmentStartError, match=rf"^Redis: port {port} on 127.0.0.1 is already in use$"):
+            LocalEnvironment(LocalEnvConfig(redis_port=port))
+    assert chaosdrill_dirs() == before
+
+
+def test_app_port_taken_after_start_cleans_up_what_started() -> None:
+    env = LocalEnvironment()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", env.app.port))
+        busy.listen()
+        with pytest.raises(EnvironmentStartError, match="app: port .* already in use"):
+            env.up()
+    assert not env.postgres.running() and not env.redis.running()
+    assert not env.base.exists()
+
+
+def test_missing_postgres_binaries_is_one_clear_line(monkeypatch) -> None:
+    monkeypatch.setenv("CHAOSDRILL_PG_BINDIR", "/nonexistent/bin")
+    before = chaosdrill_dirs()
+    with pytest.raises(EnvironmentStartError) as info:
+        LocalEnvironment()
+    assert str(info.value).startswith("PostgreSQL binaries not found in /nonexistent/bin")
+    assert "\n" not in str(info.value)
+    assert chaosdrill_dirs() == before
+
+
+def test_runs_as_the_postgres_user_when_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only meaningful as root")
+    with LocalEnvironment(with_app=False) as env:
+        assert psutil.Process(env.postgres.pid).username() == "postgres"

@@ -1,0 +1,157 @@
+"""measure.py on synthetic timelines whose answers are known exactly (METRICS.md definitions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import Targets
+from harness.measure import (
+    LOAD_SNAPSHOT,
+    Verdict,
+    judge_fault,
+    measure_fault,
+    percentile,
+    verdict,
+)
+from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Sample, Timeline
+
+MS = 1_000_000
+DELTA = 100 * MS
+
+
+def make_timeline(pattern: str, *, inject_at: int | None = None, clear_at: int | None = None,
+                  latency_ms: float = 5.0) -> Timeline:
+    """One sample per Δ from t=0: '.' good, 'x' failed, 's' ok but slow (not good)."""
+    tl = Timeline(anchor_ns=0)
+    for i, ch in enumerate(pattern):
+        ok = ch != "x"
+        good = ch == "."
+        lat = 900.0 if ch == "s" else latency_ms
+        tl.add_sample(Sample(i * DELTA, "p", ok, int(lat * MS), None if good else "bad", good))
+    if inject_at is not None:
+        tl.event(FAULT_ACTIVE, "f", t_ns=inject_at)
+    if clear_at is not None:
+        tl.event(FAULT_CLEARED, "f", t_ns=clear_at)
+    return tl
+
+
+def test_ttd_mttr_and_recovery_times_are_exact() -> None:
+    #        0123456789...
+    tl = make_timeline("..........xxxxx.......", inject_at=9 * DELTA + 50 * MS, clear_at=14 * DELTA + 20 * MS)
+    m = measure_fault(tl, streak=3)
+    assert m.t_detect_ns == 10 * DELTA
+    assert m.time_to_detect_s == pytest.approx(0.05)
+    assert m.t_recovered_ns == 15 * DELTA  # first of three good samples
+    assert m.mttr_s == pytest.approx(0.5)
+    assert m.time_to_recover_s == pytest.approx(0.55)
+    assert m.recovery_after_clear_s == pytest.approx(0.08)
+    assert m.recovered
+
+
+def test_a_good_run_shorter_than_the_streak_does_not_count_as_recovery() -> None:
+    tl = make_timeline("....xx..x....", inject_at=4 * DELTA)
+    m = measure_fault(tl, streak=3)
+    assert m.t_recovered_ns == 9 * DELTA
+    assert m.mttr_s == pytest.approx(0.5)
+
+
+def test_slow_samples_are_bad() -> None:
+    tl = make_timeline("...sss...", inject_at=3 * DELTA)
+    m = measure_fault(tl, streak=2)
+    assert m.t_detect_ns == 3 * DELTA
+    assert m.t_recovered_ns == 6 * DELTA
+
+
+def test_breaker_opening_detects_before_a_bad_sample() -> None:
+    tl = make_timeline(".....xx....", inject_at=2 * DELTA)
+    tl.event("breaker.state", "db", t_ns=3 * DELTA, **{"from": "closed", "to": "open"})
+    m = measure_fault(tl, streak=2)
+    assert m.t_detect_ns == 3 * DELTA
+    assert "breaker" in m.detected_by
+
+
+def test_alert_counts_as_detection() -> None:
+    tl = make_timeline("......xx....", inject_at=2 * DELTA)
+    tl.event("alert", "pager", t_ns=4 * DELTA)
+    assert measure_fault(tl).t_detect_ns == 4 * DELTA
+
+
+def test_bad_samples_before_injection_are_ignored() -> None:
+    tl = make_timeline("x.....xx.....", inject_at=5 * DELTA)
+    assert measure_fault(tl).t_detect_ns == 6 * DELTA
+
+
+def test_never_recovered_fails_mttr() -> None:
+    tl = make_timeline("....xxxxxxxx", inject_at=4 * DELTA)
+    m = measure_fault(tl, streak=3, deadline_s=60)
+    assert not m.recovered and m.mttr_s is None
+    objectives = {o.name: o for o in judge_fault(m, Targets())}
+    assert objectives["MTTR"].passed is False
+    assert "never recovered" in objectives["MTTR"].note
+    assert verdict(list(objectives.values())) is Verdict.FAILED
+
+
+def test_recovery_after_the_deadline_counts_as_never() -> None:
+    tl = make_timeline("..xxxxxxxxxx...", inject_at=2 * DELTA)
+    assert measure_fault(tl, streak=3, deadline_s=0.5).recovered is False
+    assert measure_fault(tl, streak=3, deadline_s=5).recovered is True
+
+
+def test_fault_without_visible_effect_is_not_measured_not_passed() -> None:
+    tl = make_timeline("..........", inject_at=3 * DELTA, clear_at=5 * DELTA)
+    m = measure_fault(tl)
+    assert m.t_detect_ns is None and m.mttr_s is None
+    objectives = judge_fault(m, Targets())
+    by_name = {o.name: o for o in objectives}
+    assert by_name["time to detect"].passed is None
+    assert by_name["MTTR"].passed is None
+    assert verdict(objectives) is Verdict.INCONCLUSIVE
+
+
+def test_windows_availability_and_latency() -> None:
+    tl = make_timeline(".....xxxx.....", inject_at=5 * DELTA, latency_ms=10)
+    m = measure_fault(tl, streak=3)
+    assert m.windows["before"].samples == 5 and m.windows["before"].availability == 1.0
+    assert m.windows["during"].samples == 4 and m.windows["during"].availability == 0.0
+    assert m.windows["after"].samples == 5 and m.windows["after"].availability == 1.0
+    assert m.windows["after"].p95_ms == pytest.approx(10.0)
+
+
+def test_load_windows_use_snapshot_buckets() -> None:
+    tl = make_timeline(".....xxxx.....", inject_at=5 * DELTA)
+    for i in range(14):
+        failures = 3 if 5 <= i < 9 else 0
+        tl.event(LOAD_SNAPSHOT, "locust", t_ns=i * DELTA, requests=10, failures=failures)
+    m = measure_fault(tl, streak=3)
+    assert (m.load["before"].requests, m.load["before"].failures) == (50, 0)
+    assert (m.load["during"].requests, m.load["during"].failures) == (40, 12)
+    assert m.load["after"].error_rate == 0.0
+    names = [o.name for o in judge_fault(m, Targets())]
+    assert "load error rate after recovery" in names
+
+
+def test_targets_decide_pass_and_fail() -> None:
+    tl = make_timeline("..xxxxxxxxxx....", inject_at=2 * DELTA)
+    m = measure_fault(tl, streak=3)
+    assert verdict(judge_fault(m, Targets())) is Verdict.PASSED
+    strict = Targets(mttr=0.5)
+    objectives = {o.name: o for o in judge_fault(m, strict)}
+    assert objectives["MTTR"].passed is False
+
+
+def test_no_fault_event_measures_only_a_baseline() -> None:
+    m = measure_fault(make_timeline("....."))
+    assert m.t_inject_ns is None and set(m.windows) == {"before"}
+
+
+def test_percentile_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3, 1, 2], 50) == 2
+    assert percentile(list(range(1, 101)), 95) == 95
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile([7], 99) == 7
+
+
+def test_streak_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="streak"):
+        measure_fault(make_timeline("..."), streak=0)
