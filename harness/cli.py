@@ -14,8 +14,8 @@ Exit codes (harness/errors.py): 0 ok, 2 bad input, 3 an objective was missed, 4 
 from __future__ import annotations
 
 import json
-import time
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
