@@ -205,7 +205,7 @@ class S3Repository:
                         "AccessDenied", "403") or status == 403:
                 raise RepositoryAuthError(f"{self.describe()}: credentials refused ({code or status}) "
                                           f"on {what}") from exc
-            if code in ("NoSuchBucket",):
+            if code == "NoSuchBucket" or (key is None and code in ("404", "NotFound")):
                 raise RepositoryMissing(f"{self.describe()}: bucket {self.bucket!r} does not exist") from exc
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise RepositoryMissing(f"{self.describe()}: object {key} is missing") from exc
