@@ -1,0 +1,31 @@
+"""Shared output for benchmarks: a rich table on stdout plus bench/results/<name>.md and .json."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def publish(name: str, title: str, columns: list[str], rows: list[list], extra: dict | None = None) -> None:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    Console().print(table)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    md = [f"# {title}", "", f"Measured {stamp} on {platform.node()} ({platform.platform()}).", "",
+          "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(
+        {"title": title, "measured_at": stamp, "columns": columns, "rows": rows, **(extra or {})}, indent=2,
+        default=str))
