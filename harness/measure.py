@@ -229,3 +229,88 @@ def verdict(objectives: list[Objective]) -> Verdict:
     if any(o.passed is None for o in objectives) or not objectives:
         return Verdict.INCONCLUSIVE
     return Verdict.PASSED
+
+
+# -- disaster-recovery drills (METRICS.md "Disaster recovery drills") -------------------------------
+DRILL_DISASTER = "drill.disaster"
+DRILL_DECLARED = "drill.declared"
+DRILL_SERVING = "drill.serving"
+CANARY_ACK = "canary.ack"
+CANARY_RESTORED = "canary.restored"
+DRILL_STEPS = ("restore", "start", "verify", "serve")  # each has drill.<step>.start / drill.<step>.end
+
+
+@dataclass(frozen=True)
+class DrillMeasurements:
+    """Achieved RTO and RPO of one drill. Seconds; None = not measured (the step did not happen)."""
+
+    t_disaster_ns: int | None
+    t_declared_ns: int | None
+    t_serving_ns: int | None
+    rto_s: float | None
+    steps: dict[str, float | None]
+    rpo_s: float | None
+    rows_acknowledged: int | None
+    rows_restored: int | None
+    rows_lost: int | None
+    newest_restored_wall: str | None
+    verified: bool | None
+    backup_age_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_drill(timeline: Timeline, backup_end_wall: Any = None) -> DrillMeasurements:
+    """RTO = t_serving − t_declared; RPO = t_disaster − commit time of the newest canary row restored
+    (server wall clock, compared through the run's anchor); rows lost = highest sequence acknowledged
+    before t_disaster − highest sequence restored."""
+    from datetime import datetime
+
+    disaster = timeline.first(DRILL_DISASTER)
+    t_disaster = disaster.t_ns if disaster else None
+    declared = timeline.first(DRILL_DECLARED)
+    t_declared = declared.t_ns if declared else t_disaster
+    serving = timeline.first(DRILL_SERVING, after_ns=t_declared) if t_declared is not None else None
+    t_serving = serving.t_ns if serving else None
+
+    steps: dict[str, float | None] = {}
+    for step in DRILL_STEPS:
+        start = timeline.first(f"drill.{step}.start")
+        end = timeline.first(f"drill.{step}.end", after_ns=start.t_ns) if start else None
+        steps[step] = (end.t_ns - start.t_ns) / 1e9 if start and end else None
+    verify_end = timeline.first("drill.verify.end")
+    verified = bool(verify_end.data.get("passed")) if verify_end else None
+
+    acked = [e for e in timeline.events if e.kind == CANARY_ACK and (t_disaster is None or e.t_ns < t_disaster)]
+    rows_ack = max((int(e.data["seq"]) for e in acked), default=None)
+    restored = timeline.first(CANARY_RESTORED)
+    rows_restored = int(restored.data["max_seq"]) if restored and restored.data.get("max_seq") is not None else None
+    newest = restored.data.get("max_written_at") if restored else None
+    rpo = None
+    if t_disaster is not None and newest:
+        rpo = max(0.0, (t_disaster - timeline.mono(datetime.fromisoformat(newest))) / 1e9)
+    elif t_disaster is not None and restored is not None and rows_restored is None:
+        rpo = None  # nothing restored: RPO cannot be stated from canary data
+    rows_lost = rows_ack - (rows_restored or 0) if rows_ack is not None and restored is not None else None
+    backup_age = None
+    if backup_end_wall is not None and t_disaster is not None:
+        end_wall = datetime.fromisoformat(backup_end_wall) if isinstance(backup_end_wall, str) else backup_end_wall
+        backup_age = (t_disaster - timeline.mono(end_wall)) / 1e9
+    rto = (t_serving - t_declared) / 1e9 if t_serving is not None and t_declared is not None and verified else None
+    return DrillMeasurements(t_disaster, t_declared, t_serving, rto, steps, rpo, rows_ack, rows_restored,
+                             rows_lost, newest, verified, backup_age)
+
+
+def judge_drill(m: DrillMeasurements, targets: Targets) -> list[Objective]:
+    """RTO and RPO against their targets, plus 'restore verified'. A drill that did not verify has no RTO."""
+    rto_note = "" if m.verified else ("verification failed" if m.verified is False else "restore did not finish")
+    return [
+        Objective.judge("RTO (declared → verified and serving)", targets.rto, m.rto_s, "s", note=rto_note,
+                        missing_fails=m.t_declared_ns is not None),
+        Objective.judge("RPO (disaster − newest restored commit)", targets.rpo, m.rpo_s, "s",
+                        note="" if m.rows_lost is None else f"{m.rows_lost} canary rows lost",
+                        missing_fails=m.t_disaster_ns is not None),
+        Objective("restore verified", 1, None if m.verified is None else float(m.verified), "bool", "higher",
+                  m.verified),
+    ]
