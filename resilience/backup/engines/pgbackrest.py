@@ -331,19 +331,23 @@ class PgBackRest:
             pushed.append(seg.name)
         return pushed
 
-    def metadata_keys(self, label: str) -> list[str]:
+    def metadata_keys(self, b: PgBackRestBackup) -> list[str]:
         """Repository keys of the backup's immutable metadata, which `pgbackrest verify` never reads.
 
-        Recording their SHA-256 in the catalog means a flipped byte in a `.copy` or in
-        backup.history is caught too.
+        Recording their SHA-256 in the catalog means a flipped byte in a `.copy`, in
+        backup.history or in the archived `.backup` label file is caught too.
         """
         base = f"{PGBACKREST_DIR}/backup/{self.stanza}"
-        return [f"{base}/{label}/backup.manifest", f"{base}/{label}/backup.manifest.copy",
-                f"{base}/backup.history/{label[:4]}/{label}.manifest.gz"]
+        keys = [f"{base}/{b.label}/backup.manifest", f"{base}/{b.label}/backup.manifest.copy",
+                f"{base}/backup.history/{b.label[:4]}/{b.label}.manifest.gz"]
+        archive = f"{PGBACKREST_DIR}/archive/{self.stanza}"
+        keys += [k for k in self.repo.list(archive)
+                 if k.rsplit("/", 1)[-1].startswith(b.wal_start + ".") and k.endswith(".backup")]
+        return keys
 
     def as_part(self, b: PgBackRestBackup) -> BackupPart:
         refs = []
-        for key in self.metadata_keys(b.label):
+        for key in self.metadata_keys(b):
             if self.repo.exists(key):
                 refs.append(ObjectRef(key, 0, self.repo.sha256(key)))
         return BackupPart(
