@@ -31,13 +31,14 @@ from resilience.backup.errors import (
 )
 from resilience.backup.manager import BackupManager, RestoreResult, RestoreTargets, Step
 from resilience.backup.postgres import LocalCluster
+from resilience.backup.replication import LagAlert, LagMonitor, LagSample, Replica
 from resilience.backup.repository import LocalRepository, PgBackRestS3, Repository, S3Repository
 from resilience.backup.verify import VerifyReport, verify_repository
 
 __all__ = [
     "BackupError", "BackupManager", "BackupNotFound", "BackupPart", "BackupSet", "BackupType", "Catalog",
-    "ConfigEngine", "EngineError", "FileTreeEngine", "LocalCluster", "LocalRepository", "ObjectRef",
-    "PgBackRest", "PgBackRestBackup", "PgBackRestS3", "PgDumpEngine", "RedisRdbEngine", "ReplicationError",
+    "ConfigEngine", "EngineError", "FileTreeEngine", "LagAlert", "LagMonitor", "LagSample", "LocalCluster", "LocalRepository", "ObjectRef",
+    "PgBackRest", "PgBackRestBackup", "PgBackRestS3", "PgDumpEngine", "RedisRdbEngine", "Replica", "ReplicationError",
     "Repository", "RepositoryAuthError", "RepositoryCorrupt", "RepositoryError", "RepositoryMissing",
     "RepositoryUnreachable", "RestoreResult", "RestoreTargetNotEmpty", "RestoreTargets", "RestoredRedis", "S3Repository", "StanzaInfo",
     "Step", "ToolMissing", "VerifyFailed", "VerifyReport", "format_target_time", "verify_repository",
