@@ -26,7 +26,8 @@ from harness.config import LocalEnvConfig
 from harness.env.app_process import AppProcess
 from harness.env.base import Endpoint, Service
 from harness.env.ports import LOOPBACK, free_port
-from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user, kill_tree, wait_gone
+from harness.env.procs import kill_tree, wait_gone
+from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
 from harness.errors import EnvironmentStartError
 from harness.state import state_dir, write_json_atomic
 

@@ -8,20 +8,20 @@ environment started by `chaosdrill env up` outlives the CLI and is stopped by pi
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pwd
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from harness.env.child import ChildProcess
 from harness.env.ports import LOOPBACK, free_port, port_in_use, wait_for_port
+from harness.env.procs import kill_tree, wait_gone
 from harness.errors import EnvironmentStartError
 
 PG_OS_USER = "postgres"
@@ -74,30 +74,6 @@ def _claim_port(port: int | None, what: str) -> int:
     if port_in_use(port):
         raise EnvironmentStartError(f"{what}: port {port} on {LOOPBACK} is already in use")
     return port
-
-
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> list[int]:
-    """Send `sig` to pid and all its descendants; returns the pids signalled."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(sig)
-    return [p.pid for p in procs]
-
-
-def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
-    """Wait until none of `pids` is alive (zombies of ours are reaped)."""
-    def alive(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    return wait_until(lambda: not any(alive(p) for p in pids), timeout=timeout, interval=0.005)
 
 
 @dataclass
@@ -217,30 +193,22 @@ class PostgresServer:
         return self._run("postgres", "--version").stdout.strip()
 
 
-@dataclass
-class RedisServer:
+class RedisServer(ChildProcess):
     """One redis-server in `base`, detached; persistence off unless `persistent`."""
 
-    base: Path
-    port: int | None = None
-    persistent: bool = False
-    pid: int | None = None
-    name: str = "redis"
+    name = "redis"
+    start_timeout = 10.0
 
-    def __post_init__(self) -> None:
-        self.base = Path(self.base)
+    def __init__(self, base: Path, port: int | None = None, persistent: bool = False) -> None:
         self.binary = redis_binary()
-        self.port = _claim_port(self.port, "Redis")
+        super().__init__(base, _claim_port(port, "Redis"))
+        self.persistent = persistent
 
     @property
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
-    @property
-    def log(self) -> Path:
-        return self.base / "redis.log"
-
-    def args(self) -> list[str]:
+    def argv(self) -> list[str]:
         args = [self.binary, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.base),
                 "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(self.log)]
         if self.persistent:
@@ -249,63 +217,6 @@ class RedisServer:
             args += ["--save", "", "--appendonly", "no"]
         return args
 
-    def start(self, timeout: float = 10) -> None:
-        self.base.mkdir(parents=True, exist_ok=True)
-        if port_in_use(self.port):
-            raise EnvironmentStartError(f"Redis: port {self.port} on {LOOPBACK} is already in use")
-        proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        self.pid = proc.pid
-        self._popen = proc  # keep the handle so the child is reaped, not left a zombie
-        if not wait_for_port(self.port, timeout=timeout):
-            self.kill()
-            raise EnvironmentStartError(f"Redis did not listen on {LOOPBACK}:{self.port}; see {self.log}")
-
-    def running(self) -> bool:
-        if self.pid is None:
-            return False
-        try:
-            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    def _signal(self, sig: int, wait: bool) -> list[int]:
-        if not self.running():
-            return []
-        pids = kill_tree(self.pid, sig)
-        if wait:
-            popen = getattr(self, "_popen", None)
-            if popen is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    popen.wait(timeout=10)
-            wait_gone(pids)
-        return pids
-
-    def stop(self) -> None:
-        self._signal(signal.SIGTERM, wait=True)
-        self.pid = None
-
-    def kill(self) -> list[int]:
-        pids = self._signal(signal.SIGKILL, wait=True)
-        self.pid = None
-        return pids
-
-    def pause(self) -> list[int]:
-        return self._signal(signal.SIGSTOP, wait=False)
-
-    def resume(self) -> list[int]:
-        return self._signal(signal.SIGCONT, wait=False)
-
     def version(self) -> str:
         out = subprocess.run([self.binary, "--version"], capture_output=True, text=True).stdout
         return out.strip()
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool:
-    """Poll `predicate` until true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
