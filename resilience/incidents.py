@@ -1,0 +1,214 @@
+"""Alerts and incidents, delivered to pluggable sinks with de-duplication.
+
+    IncidentManager.alert(Alert) ──dedup(key, window)──► sinks: LogSink, JsonlSink, WebhookSink
+    IncidentManager.escalate(...) = a CRITICAL alert + an Incident opened in the same sinks
+
+A sink that fails is logged and skipped: reporting a problem must not cause another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from resilience.clock import Clock, SystemClock
+
+__all__ = [
+    "Alert",
+    "Incident",
+    "IncidentManager",
+    "IncidentSink",
+    "IncidentStatus",
+    "JsonlSink",
+    "LogSink",
+    "Severity",
+    "WebhookSink",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def log_level(self) -> int:
+        return {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+                "critical": logging.CRITICAL}[self.value]
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Alert(BaseModel):
+    """Something happened that a person may need to know about."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    severity: Severity
+    title: str = Field(min_length=1)
+    description: str = ""
+    context: dict[str, Any] = Field(default_factory=dict)
+    source: str = "resilience"
+    created_at: datetime = Field(default_factory=_utcnow)
+    dedup_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Repeats share a key: the explicit ``dedup_key``, else source + severity + title."""
+        return self.dedup_key or f"{self.source}:{self.severity.value}:{self.title}"
+
+    kind: Literal["alert"] = "alert"
+
+
+class Incident(BaseModel):
+    """A problem that needs follow-up; opened on escalation, resolved later."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    severity: Severity
+    title: str = Field(min_length=1)
+    description: str = ""
+    context: dict[str, Any] = Field(default_factory=dict)
+    status: IncidentStatus = IncidentStatus.OPEN
+    opened_at: datetime = Field(default_factory=_utcnow)
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    kind: Literal["incident"] = "incident"
+
+    def resolve(self, resolution: str = "") -> Incident:
+        return self.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": _utcnow(),
+                                       "resolution": resolution})
+
+
+@runtime_checkable
+class IncidentSink(Protocol):
+    """Where alerts and incidents go. ``send`` should not raise; the manager guards it anyway."""
+
+    async def send(self, item: Alert | Incident) -> None: ...
+
+
+class LogSink:
+    """Logs each item at its severity's level, with the JSON as structured ``extra``."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger("resilience.incidents.sink")
+
+    async def send(self, item: Alert | Incident) -> None:
+        state = f" [{item.status.value}]" if isinstance(item, Incident) else ""
+        self.logger.log(item.severity.log_level, "%s %s%s: %s", item.kind, item.title, state,
+                        item.description, extra={"incident": item.model_dump(mode="json")})
+
+
+class JsonlSink:
+    """Appends one JSON object per line; a drill report can read the file afterwards."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = asyncio.Lock()
+
+    async def send(self, item: Alert | Incident) -> None:
+        line = json.dumps(item.model_dump(mode="json"), sort_keys=True) + "\n"
+        async with self._lock:
+            await asyncio.to_thread(self._append, line)
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+
+
+class WebhookSink:
+    """POSTs the item as JSON; bounded by ``timeout`` and never retried (the manager logs failures)."""
+
+    def __init__(self, url: str, *, timeout: float = 2.0, headers: dict[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.headers = headers or {}
+        self._transport = transport
+
+    async def send(self, item: Alert | Incident) -> None:
+        async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
+            response = await client.post(self.url, json=item.model_dump(mode="json"), headers=self.headers)
+            response.raise_for_status()
+
+
+class IncidentManager:
+    """Fans alerts out to sinks, suppressing repeats of the same key within ``dedup_window`` seconds."""
+
+    def __init__(self, sinks: Iterable[IncidentSink] = (), *, dedup_window: float = 300.0,
+                 clock: Clock | None = None) -> None:
+        if dedup_window < 0:
+            raise ValueError(f"IncidentManager.dedup_window must be seconds >= 0, got {dedup_window!r}")
+        self.sinks = list(sinks)
+        self.dedup_window_ns = round(dedup_window * 1e9)
+        self.clock = clock or SystemClock()
+        self._last_sent: dict[str, int] = {}
+        self.suppressed: dict[str, int] = {}
+        self.incidents: dict[str, Incident] = {}
+
+    async def alert(self, alert: Alert) -> bool:
+        """Deliver unless a same-key alert went out within the window; True if delivered."""
+        now = self.clock.monotonic_ns()
+        last = self._last_sent.get(alert.key)
+        if last is not None and now - last < self.dedup_window_ns:
+            self.suppressed[alert.key] = self.suppressed.get(alert.key, 0) + 1
+            return False
+        self._last_sent[alert.key] = now
+        repeats = self.suppressed.pop(alert.key, 0)
+        if repeats:
+            alert = alert.model_copy(update={"context": {**alert.context, "suppressed_repeats": repeats}})
+        await self._fan_out(alert)
+        return True
+
+    async def open_incident(self, incident: Incident) -> Incident:
+        self.incidents[incident.id] = incident
+        await self._fan_out(incident)
+        return incident
+
+    async def resolve(self, incident_id: str, resolution: str = "") -> Incident:
+        incident = self.incidents[incident_id].resolve(resolution)
+        self.incidents[incident_id] = incident
+        await self._fan_out(incident)
+        return incident
+
+    async def escalate(self, title: str, description: str = "", context: dict[str, Any] | None = None,
+                       *, dedup_key: str | None = None) -> Incident:
+        """A critical alert plus an open incident: what happens when automatic recovery gives up."""
+        ctx = dict(context or {})
+        await self.alert(Alert(severity=Severity.CRITICAL, title=title, description=description,
+                               context=ctx, dedup_key=dedup_key))
+        return await self.open_incident(Incident(severity=Severity.CRITICAL, title=title,
+                                                 description=description, context=ctx))
+
+    async def _fan_out(self, item: Alert | Incident) -> None:
+        results = await asyncio.gather(*(sink.send(item) for sink in self.sinks), return_exceptions=True)
+        for sink, result in zip(self.sinks, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("incident sink %r failed for %s %r: %r", sink, item.kind, item.title, result)
