@@ -51,7 +51,8 @@ class Named:
 
     def restart_recipe(self) -> RestartRecipe:
         srv = self.server
-        if hasattr(srv, "args"):  # RedisServer: runs in the foreground, detached by cleanup
-            return RestartRecipe(tuple(srv.args()), cwd=str(srv.base), port=srv.port)
+        argv = getattr(srv, "argv", None) or getattr(srv, "args", None)
+        if argv is not None:  # RedisServer: runs in the foreground, detached by cleanup
+            return RestartRecipe(tuple(argv()), cwd=str(srv.base), port=srv.port)
         return RestartRecipe((str(srv.bindir / "pg_ctl"), "-D", str(srv.data), "-l", str(srv.log), "-w", "start"),
                              cwd=str(srv.base), user="postgres", port=srv.port)
