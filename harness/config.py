@@ -61,7 +61,7 @@ class LocalEnvConfig(Strict):
     redis_port: Port = 0
     app_port: Port = 0
     pg_bindir: str | None = None
-    proxy: bool = True
+    proxy: bool = False  # flipped on once the embedded Toxiproxy server lands
 
 
 class EnvironmentConfig(Strict):

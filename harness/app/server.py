@@ -89,7 +89,9 @@ class Store:
         self.pool: asyncpg.Pool | None = None
         self.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=REDIS_DEADLINE_S, socket_connect_timeout=REDIS_DEADLINE_S,
-            retry=Retry(NoBackoff(), 0), decode_responses=True,
+            # One immediate retry: a pooled socket that died with the old server is replaced at once
+            # (asyncpg's pool does the same via expire_connections); the 0.5 s deadline still bounds it.
+            retry=Retry(NoBackoff(), 1), decode_responses=True,
         )
         self._schema_ready = False
 

@@ -90,6 +90,12 @@ class ChildProcess:
         self.pid = None
         return pids
 
+    def restart_recipe(self):
+        """How `chaosdrill cleanup` restarts this process after a harness killed mid-fault."""
+        from harness.faults.process import RestartRecipe
+
+        return RestartRecipe(tuple(self.argv()), cwd=str(self.base), port=self.port)
+
     def pause(self) -> list[int]:
         return self._signal(signal.SIGSTOP, wait=False)
 

@@ -23,13 +23,15 @@ from typing import Any
 import psutil
 
 from harness.config import LocalEnvConfig
-from harness.env.app_process import AppProcess
+from harness.env.app_process import AppProcess, ToxiproxyProcess
 from harness.env.base import Endpoint, Service
 from harness.env.ports import LOOPBACK, free_port
 from harness.env.procs import kill_tree, wait_gone
 from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
 from harness.errors import EnvironmentStartError
 from harness.state import state_dir, write_json_atomic
+
+PROXIED = ("postgres", "redis", "app")
 
 
 def envs_dir() -> Path:
@@ -42,19 +44,31 @@ class LocalEnvironment:
     """PostgreSQL + Redis (+ the app) in a temp dir; a context manager that always tears down."""
 
     def __init__(self, config: LocalEnvConfig | None = None, *, with_app: bool = True,
-                 label: str = "env") -> None:
+                 label: str = "env", pg_settings: dict[str, str] | None = None) -> None:
         self.config = config or LocalEnvConfig()
         self.with_app = with_app
         self.id = f"{label}-{uuid.uuid4().hex[:8]}"
         self.base = Path(tempfile.mkdtemp(prefix=f"chaosdrill-{self.id}-"))
         try:
             chown_to_pg_user(self.base)
-            self.postgres = PostgresServer(self.base / "pg", port=self.config.postgres_port or None)
+            self.postgres = PostgresServer(self.base / "pg", port=self.config.postgres_port or None,
+                                           settings=dict(pg_settings or {}))
             self.redis = RedisServer(self.base / "redis", port=self.config.redis_port or None)
+            self.toxiproxy: ToxiproxyProcess | None = None
+            self.proxy_ports: dict[str, int] = {}
+            if self.config.proxy:
+                # Clients reach each service through a proxy, so network faults (latency, cut
+                # connections, a disabled proxy) can be put between them; faults on processes
+                # act on the real server behind it.
+                self.toxiproxy = ToxiproxyProcess(self.base / "toxiproxy", free_port())
+                self.proxy_ports = {name: free_port() for name in PROXIED}
             self.app: AppProcess | None = None
             if with_app:
+                pg_port = self.proxy_ports.get("postgres", self.postgres.port)
+                redis_port = self.proxy_ports.get("redis", self.redis.port)
                 self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
-                                      pg_dsn=self.postgres.dsn, redis_url=self.redis.url)
+                                      pg_dsn=f"postgresql://postgres@{LOOPBACK}:{pg_port}/postgres",
+                                      redis_url=f"redis://{LOOPBACK}:{redis_port}/0")
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)  # bad input leaves nothing behind
             raise
@@ -67,35 +81,59 @@ class LocalEnvironment:
         found: dict[str, Service] = {"postgres": self.postgres, "redis": self.redis}
         if self.app is not None:
             found["app"] = self.app
+        if self.toxiproxy is not None:
+            found["toxiproxy"] = self.toxiproxy
         return found
 
     @property
-    def endpoints(self) -> dict[str, Endpoint]:
+    def upstreams(self) -> dict[str, Endpoint]:
+        """Where each service really listens (what process faults act on)."""
         found = {"postgres": Endpoint(LOOPBACK, self.postgres.port), "redis": Endpoint(LOOPBACK, self.redis.port)}
         if self.app is not None:
             found["app"] = Endpoint(LOOPBACK, self.app.port)
         return found
 
     @property
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Where clients reach each service: through its proxy when the environment has proxies."""
+        return {name: Endpoint(LOOPBACK, self.proxy_ports[name]) if name in self.proxy_ports else ep
+                for name, ep in self.upstreams.items()}
+
+    @property
+    def toxiproxy_url(self) -> str:
+        if self.toxiproxy is None:
+            raise EnvironmentStartError(f"environment {self.id} runs without proxies (environment.local.proxy = false)")
+        return self.toxiproxy.url
+
+    @property
     def app_url(self) -> str:
+        """The app as users reach it (through its proxy, when there is one)."""
         if self.app is None:
             raise EnvironmentStartError(f"environment {self.id} has no app")
-        return self.app.url
+        return f"http://{self.endpoints['app'].address}"
 
     def allow_list(self):
         """What faults may touch: this environment's loopback endpoints and service pids."""
         from harness.faults.base import AllowList
 
-        pids = [pid for pid in (self.postgres.pid, self.redis.pid, self.app.pid if self.app else None) if pid]
-        return AllowList.of(endpoints=[(e.host, e.port) for e in self.endpoints.values()], pids=pids)
+        pids = [svc.pid for svc in self.services.values() if svc.pid]
+        endpoints = {*self.endpoints.values(), *self.upstreams.values()}
+        return AllowList.of(endpoints=[(e.host, e.port) for e in endpoints], pids=pids)
 
     def versions(self) -> dict[str, str]:
-        return {"postgres": self.postgres.version(), "redis": self.redis.version()}
+        found = {"postgres": self.postgres.version(), "redis": self.redis.version()}
+        if self.toxiproxy is not None and self.toxiproxy.running():
+            from harness.toxiproxy.client import ToxiproxyClient
+
+            with ToxiproxyClient(self.toxiproxy.url) as client:
+                found["toxiproxy (embedded)"] = client.version()
+        return found
 
     # -- lifecycle -------------------------------------------------------------------------
     def up(self, *, init_postgres: bool = True) -> LocalEnvironment:
         """Start everything; on any failure, stop what started and re-raise. `init_postgres=False`
-        starts a data dir that is already there (a restore put it in place)."""
+        starts a data dir that is already there (a restore put it in place) and waits until its
+        recovery has ended."""
         self._record()
         try:
             if init_postgres:
@@ -103,7 +141,12 @@ class LocalEnvironment:
             else:
                 self.postgres.write_settings()
             self.postgres.start()
+            if not init_postgres:
+                self.postgres.wait_promoted()
             self.redis.start()
+            if self.toxiproxy is not None:
+                self.toxiproxy.start()
+                self._create_proxies()
             if self.app is not None:
                 self.app.start()
         except BaseException:
@@ -113,10 +156,20 @@ class LocalEnvironment:
         self._record()
         return self
 
+    def _create_proxies(self) -> None:
+        from harness.toxiproxy.client import ToxiproxyClient
+
+        with ToxiproxyClient(self.toxiproxy.url) as client:
+            client.populate([{"name": name, "listen": f"{LOOPBACK}:{self.proxy_ports[name]}",
+                              "upstream": self.upstreams[name].address}
+                             for name in PROXIED if name in self.upstreams])
+
     def down(self) -> None:
         """Stop every process and remove the dir; safe to call twice and after a partial up()."""
         if self.app is not None:
             self.app.stop()
+        if self.toxiproxy is not None:
+            self.toxiproxy.stop()
         self.redis.stop()
         self.postgres.resume()
         self.postgres.stop("fast")
@@ -130,7 +183,7 @@ class LocalEnvironment:
         """A second, empty environment on new ports and a new dir: restores go there, never here."""
         other = LocalEnvironment(self.config.model_copy(update={"postgres_port": 0, "redis_port": 0,
                                                                  "app_port": 0}),
-                                 with_app=self.with_app, label="fresh")
+                                 with_app=self.with_app, label="fresh", pg_settings=self.postgres.settings)
         return other.up() if start else other
 
     def __enter__(self) -> LocalEnvironment:
@@ -149,7 +202,9 @@ class LocalEnvironment:
             "base": str(self.base),
             "postgres": {"data": str(self.postgres.data), "port": self.postgres.port, "bindir": str(self.postgres.bindir)},
             "redis": {"pid": self.redis.pid, "port": self.redis.port},
-            "app": None if self.app is None else {"pid": self.app.pid, "port": self.app.port, "url": self.app.url},
+            "app": None if self.app is None else {"pid": self.app.pid, "port": self.app.port, "url": self.app_url},
+            "toxiproxy": None if self.toxiproxy is None else {"pid": self.toxiproxy.pid, "port": self.toxiproxy.port,
+                                                              "url": self.toxiproxy.url, "proxies": self.proxy_ports},
         }
 
     def _record(self) -> None:
@@ -173,7 +228,7 @@ def teardown_recorded(record: dict[str, Any]) -> str:
     """Stop the processes of a recorded environment by pid and remove its dir (no Python objects
     needed, so it works from `chaosdrill env down` and after the harness was killed)."""
     pids: list[int] = []
-    for part in ("app", "redis"):
+    for part in ("app", "toxiproxy", "redis"):
         info = record.get(part) or {}
         if info.get("pid") and _cmdline_mentions(info["pid"], str(info.get("port"))):
             kill_tree(info["pid"], signal.SIGCONT)

@@ -21,7 +21,7 @@ import psutil
 
 from harness.env.child import ChildProcess
 from harness.env.ports import LOOPBACK, free_port, port_in_use, wait_for_port
-from harness.env.procs import kill_tree, wait_gone
+from harness.env.procs import kill_tree, wait_gone, wait_until
 from harness.errors import EnvironmentStartError
 
 PG_OS_USER = "postgres"
@@ -120,6 +120,8 @@ class PostgresServer:
         self.write_settings()
 
     def write_settings(self) -> None:
+        """Put our settings into postgresql.auto.conf, keeping any others there (a pgBackRest
+        restore writes restore_command and recovery targets into it)."""
         conf = {
             "listen_addresses": f"'{LOOPBACK}'",
             "port": str(self.port),
@@ -131,8 +133,22 @@ class PostgresServer:
             # cache. synchronous_commit stays on, or a kill would lose acknowledged commits.
             conf |= {"fsync": "off", "full_page_writes": "off"}
         conf |= self.settings
-        text = "".join(f"{k} = {v}\n" for k, v in conf.items())
-        (self.data / "postgresql.auto.conf").write_text(text)
+        path = self.data / "postgresql.auto.conf"
+        kept = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                key = line.split("=", 1)[0].strip()
+                if line.strip() and not line.lstrip().startswith("#") and key not in conf:
+                    kept.append(line)
+        path.write_text("".join(f"{line}\n" for line in kept) + "".join(f"{k} = {v}\n" for k, v in conf.items()))
+
+    def wait_promoted(self, timeout: float = 300) -> None:
+        """After a restore: wait until recovery ended (pg_ctl -w can return while WAL still replays)."""
+        if not wait_until(lambda: self._run("psql", "-h", LOOPBACK, "-p", str(self.port), "-U", "postgres", "-X",
+                                            "-A", "-t", "-c", "select pg_is_in_recovery()",
+                                            check=False).stdout.strip() == "f", timeout=timeout, interval=0.05):
+            raise EnvironmentStartError(f"PostgreSQL on port {self.port} still in recovery after {timeout:.0f} s; "
+                                        f"see {self.log}")
 
     def start(self, timeout: float = 30) -> None:
         if port_in_use(self.port):
@@ -191,6 +207,13 @@ class PostgresServer:
 
     def version(self) -> str:
         return self._run("postgres", "--version").stdout.strip()
+
+    def restart_recipe(self):
+        """How `chaosdrill cleanup` restarts this server after a harness killed mid-fault."""
+        from harness.faults.process import RestartRecipe
+
+        return RestartRecipe((str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "start"),
+                             cwd=str(self.base), user=PG_OS_USER if os.geteuid() == 0 else None, port=self.port)
 
 
 class RedisServer(ChildProcess):

@@ -34,16 +34,21 @@ def leftovers(env: LocalEnvironment, pids: list[int], ports: list[int]) -> list[
 
 
 def snapshot(env: LocalEnvironment) -> tuple[list[int], list[int]]:
-    pids = [env.postgres.pid, env.redis.pid, env.app.pid]
+    pids = [svc.pid for svc in env.services.values()]
     pids += [c.pid for c in psutil.Process(env.postgres.pid).children(recursive=True)]
-    return pids, [e.port for e in env.endpoints.values()]
+    ports = [e.port for e in (*env.endpoints.values(), *env.upstreams.values())]
+    return pids, ports + ([env.toxiproxy.port] if env.toxiproxy else [])
+
+
+PROXIED = LocalEnvConfig(proxy=True)
 
 
 def test_up_serves_and_down_leaves_nothing() -> None:
-    env = LocalEnvironment().up()
+    env = LocalEnvironment(PROXIED).up()
     pids, ports = snapshot(env)
     try:
-        assert all(alive(p) for p in pids[:3])
+        assert all(alive(p) for p in pids[:4])  # postgres, redis, app, toxiproxy
+        assert set(env.services) == {"postgres", "redis", "app", "toxiproxy"}
         assert load_state(env.id), "a running environment is recorded for crash cleanup"
         health = httpx.get(f"{env.app_url}/health", timeout=5).json()
         assert health["checks"]["postgres"]["ok"] and health["checks"]["redis"]["ok"]
@@ -85,6 +90,29 @@ def chaosdrill_dirs() -> set[str]:
     from pathlib import Path
 
     return {p.name for p in Path(tempfile.gettempdir()).glob("chaosdrill-env-*")}
+
+
+def test_clients_go_through_proxies_and_faults_act_behind_them() -> None:
+    from harness.toxiproxy.client import ToxiproxyClient
+
+    with LocalEnvironment(PROXIED) as env:
+        assert {n: e.port for n, e in env.endpoints.items()} == env.proxy_ports
+        assert env.endpoints["postgres"] != env.upstreams["postgres"]
+        with ToxiproxyClient(env.toxiproxy_url) as tp:
+            assert {p.name: p.upstream for p in tp.proxies().values()} == {
+                n: e.address for n, e in env.upstreams.items()}
+            tp.disable_proxy("postgres")
+            assert httpx.get(f"{env.app_url}/health", timeout=5).status_code == 503
+            tp.enable_proxy("postgres")
+        assert httpx.get(f"{env.app_url}/health", timeout=5).status_code == 200
+
+
+def test_without_proxies_clients_reach_services_directly() -> None:
+    with LocalEnvironment(LocalEnvConfig(proxy=False)) as env:
+        assert env.toxiproxy is None and env.endpoints == env.upstreams
+        with pytest.raises(EnvironmentStartError, match="runs without proxies"):
+            _ = env.toxiproxy_url
+        assert httpx.get(f"{env.app_url}/health", timeout=5).status_code == 200
 
 
 def test_port_in_use_is_one_clear_line_and_nothing_starts() -> None:
