@@ -1,0 +1,643 @@
+"""The data plane: a proxied TCP connection as two one-way links of stream filters.
+
+    client ──► Link(upstream)   ──► upstream server
+    client ◄── Link(downstream) ◄── upstream server
+
+A link with toxics is a chain, always headed by a hidden noop (as upstream's `link.go`):
+
+    source ─► input ─► ToxicStub(noop) ─► ToxicStub(latency) ─► … ─► output ─► writer ─► dest
+
+Each stub runs `toxic.pipe(stub)` as a task; channels between stubs are bounded (by chunks
+and bytes) so a slow reader pauses reading from the source instead of growing memory.
+Adding, updating or removing a toxic interrupts the stubs concerned; an interrupted toxic
+writes whatever it holds before it returns, so no byte is lost or reordered.
+
+**Fast path.** A link whose chain is only the noop has no stubs and no tasks at all:
+`data_received` writes straight to the other transport, and the transports' own flow control
+(`pause_writing` → `pause_reading`) gives backpressure. It switches to the chain the moment a
+toxic is added (nothing is buffered in Python then, so order is kept). Once a live link has had
+a toxic it keeps its noop chain until the connection ends.
+
+**Half-close (a deliberate deviation).** Real Toxiproxy answers a client's FIN by fully
+closing the upstream connection, so a reply still in flight is usually lost. We pass a clean
+EOF on as a half-close (`write_eof`) and close the connection when both directions have
+ended, so `printf 'PING\\r\\n' | nc` style clients get their answer. A close caused by a toxic
+(timeout, limit_data) or by a socket error still closes both sides at once, as upstream does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.toxiproxy.toxics import ToxicWrapper
+
+__all__ = ["INTERRUPTED", "TIMED_OUT", "Channel", "Chunk", "Connection", "Link", "ToxicStub"]
+
+INTERRUPTED: Any = type("Interrupted", (), {"__repr__": lambda self: "INTERRUPTED"})()
+TIMED_OUT: Any = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT"})()
+
+_CHUNKS = 4  # default channel depth, in chunks
+_BYTES = 1 << 20  # and in bytes; uvloop hands us up to 256 KiB per read
+_BUFFERED_BYTES = 16 << 20  # a latency toxic holds up to 1024 chunks / 16 MiB in flight
+_HUGE = 1 << 62
+_LINGER0 = struct.pack("ii", 1, 0)
+
+
+class Chunk:
+    """Bytes plus the loop time they were read, so latency counts from arrival."""
+
+    __slots__ = ("data", "timestamp")
+
+    def __init__(self, data: bytes, timestamp: float) -> None:
+        self.data = data
+        self.timestamp = timestamp
+
+
+def _wake(fut: asyncio.Future, value: Any = None) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class Channel:
+    """A single-producer, single-consumer FIFO of chunks; `None` marks the end of the stream.
+
+    `put` waits while the channel is full (by chunk count or bytes); `put_nowait` never waits,
+    for data that must not be dropped (interrupts) or that the transport already read.
+    """
+
+    __slots__ = ("items", "capacity", "max_bytes", "nbytes", "getter", "putter", "on_space")
+
+    def __init__(self, capacity: int = _CHUNKS, max_bytes: int = _BYTES) -> None:
+        self.items: deque[Chunk | None] = deque()
+        self.capacity = max(capacity, 1)
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self.getter: asyncio.Future | None = None
+        self.putter: asyncio.Future | None = None
+        self.on_space: Callable[[], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def full(self) -> bool:
+        return len(self.items) >= self.capacity or self.nbytes >= self.max_bytes
+
+    def put_nowait(self, item: Chunk | None) -> None:
+        self.items.append(item)
+        if item is not None:
+            self.nbytes += len(item.data)
+        g = self.getter
+        if g is not None:
+            self.getter = None
+            _wake(g)
+
+    async def put(self, item: Chunk | None) -> None:
+        while self.full():
+            fut = asyncio.get_running_loop().create_future()
+            self.putter = fut
+            try:
+                await fut
+            finally:
+                if self.putter is fut:
+                    self.putter = None
+        self.put_nowait(item)
+
+    def get_nowait(self) -> Chunk | None:
+        item = self.items.popleft()
+        if item is not None:
+            self.nbytes -= len(item.data)
+        if not self.full():
+            p = self.putter
+            if p is not None:
+                self.putter = None
+                _wake(p)
+            if self.on_space is not None:
+                self.on_space()
+        return item
+
+    async def get(self) -> Chunk | None:
+        while not self.items:
+            fut = asyncio.get_running_loop().create_future()
+            self.getter = fut
+            try:
+                await fut
+            finally:
+                if self.getter is fut:
+                    self.getter = None
+        return self.get_nowait()
+
+    def unbound(self) -> None:
+        """Stop blocking the producer (used while a stage is being removed)."""
+        self.capacity = self.max_bytes = _HUGE
+        p = self.putter
+        if p is not None:
+            self.putter = None
+            _wake(p)
+
+
+class ToxicStub:
+    """What a toxic's `pipe` sees: input, output, interrupt, per-connection state."""
+
+    __slots__ = ("input", "output", "state", "interrupted", "closed", "task", "link", "_waiter", "_loop")
+
+    def __init__(self, input: Channel, output: Channel, link: Link) -> None:
+        self.input = input
+        self.output = output
+        self.link = link
+        self.state: Any = None
+        self.interrupted = False
+        self.closed = False
+        self.task: asyncio.Task | None = None
+        self._waiter: asyncio.Future | None = None
+        self._loop = link.loop
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def read(self, timeout: float | None = None) -> Any:
+        """The next chunk, `None` at end of stream, `INTERRUPTED`, or `TIMED_OUT` after `timeout` s."""
+        inp = self.input
+        while True:
+            if self.interrupted:
+                return INTERRUPTED
+            if inp.items:
+                return inp.get_nowait()
+            fut = self._loop.create_future()
+            self._waiter = fut
+            inp.getter = fut
+            handle = self._loop.call_later(timeout, _wake, fut, TIMED_OUT) if timeout is not None else None
+            try:
+                result = await fut
+            finally:
+                self._waiter = None
+                if inp.getter is fut:
+                    inp.getter = None
+                if handle is not None:
+                    handle.cancel()
+            if result is TIMED_OUT and not inp.items and not self.interrupted:
+                return TIMED_OUT
+
+    async def sleep_until(self, when: float) -> bool:
+        """Sleep to loop time `when`; False if interrupted first."""
+        if self.interrupted:
+            return False
+        if when <= self._loop.time():
+            return True
+        fut = self._loop.create_future()
+        self._waiter = fut
+        handle = self._loop.call_at(when, _wake, fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._waiter = None
+        return not self.interrupted
+
+    async def sleep(self, seconds: float) -> bool:
+        if seconds <= 0:
+            return not self.interrupted
+        return await self.sleep_until(self._loop.time() + seconds)
+
+    async def write(self, chunk: Chunk) -> None:
+        out = self.output
+        if out.full():
+            await out.put(chunk)
+        else:
+            out.put_nowait(chunk)
+
+    def write_nowait(self, chunk: Chunk) -> None:
+        self.output.put_nowait(chunk)
+
+    def close(self) -> None:
+        """End the stream downstream of this stub (upstream's `stub.Close()`)."""
+        if not self.closed:
+            self.closed = True
+            self.output.put_nowait(None)
+
+    def reset_peer(self) -> None:
+        """Close both sockets of the connection with RST (SO_LINGER 0)."""
+        self.closed = True
+        self.link.conn.reset()
+
+    def interrupt(self) -> bool:
+        """Ask the running toxic to return; False when the stub has already closed."""
+        if self.closed:
+            return False
+        self.interrupted = True
+        w = self._waiter
+        if w is not None:
+            _wake(w)
+        return True
+
+    async def run(self, wrapper: ToxicWrapper) -> None:
+        from harness.toxiproxy.toxics import NOOP
+
+        self.interrupted = False
+        # Toxicity is rolled each time a toxic starts on a connection, as upstream does.
+        toxic = wrapper.toxic if random.random() < wrapper.toxicity else NOOP
+        await toxic.pipe(self)
+
+    def start(self, wrapper: ToxicWrapper) -> None:
+        self.task = self._loop.create_task(self.run(wrapper))
+
+
+class Side(asyncio.Protocol):
+    """One socket of a connection: reads feed `out_link`, writes come from `in_link`."""
+
+    __slots__ = (
+        "conn",
+        "transport",
+        "out_link",
+        "in_link",
+        "paused",
+        "write_paused",
+        "_writable",
+        "lost",
+        "early",
+    )
+
+    PAUSE_DEST, PAUSE_CHAN, PAUSE_CONNECT = 1, 2, 4
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.out_link: Link | None = None
+        self.in_link: Link | None = None
+        self.paused = 0
+        self.write_paused = False
+        self._writable: asyncio.Future | None = None
+        self.lost = False
+        self.early: list[bytes | None] = []  # read before the upstream connected (uvloop reads at once)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.conn.side_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        link = self.out_link
+        if link is not None:
+            link.feed(data)
+        else:
+            self.early.append(data)
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        if self.out_link is not None:
+            self.out_link.feed_eof(natural=True)
+        else:
+            self.early.append(None)
+        return True  # keep our write side open: half-close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.write_paused = False
+        if self._writable is not None:
+            _wake(self._writable)
+        if self.out_link is not None and not self.out_link.eof_in:
+            self.out_link.feed_eof(natural=False)
+        self.conn.side_lost(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.in_link is not None:
+            self.in_link.source.pause(Side.PAUSE_DEST)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.in_link is not None:
+            self.in_link.source.resume(Side.PAUSE_DEST)
+        if self._writable is not None:
+            _wake(self._writable)
+            self._writable = None
+
+    async def writable(self) -> None:
+        while self.write_paused and not self.lost:
+            self._writable = self.conn.loop.create_future()
+            await self._writable
+
+    def pause(self, reason: int) -> None:
+        if not self.paused and self.transport is not None and not self.lost:
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.lost:
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self.transport.resume_reading()
+
+
+class Link:
+    """One direction of a connection; see the module docstring for the chain."""
+
+    __slots__ = (
+        "conn",
+        "loop",
+        "direction",
+        "source",
+        "dest",
+        "fast",
+        "stubs",
+        "wrappers",
+        "input",
+        "output",
+        "writer",
+        "eof_in",
+        "natural",
+        "done",
+        "nbytes_in",
+        "nbytes_out",
+        "_ops",
+        "_ops_task",
+    )
+
+    def __init__(self, conn: Connection, direction: int, source: Side, dest: Side) -> None:
+        self.conn = conn
+        self.loop = conn.loop
+        self.direction = direction
+        self.source = source
+        self.dest = dest
+        self.fast = True
+        self.stubs: list[ToxicStub] = []
+        self.wrappers: list[ToxicWrapper] = []
+        self.input: Channel | None = None
+        self.output: Channel | None = None
+        self.writer: asyncio.Task | None = None
+        self.eof_in = False
+        self.natural = True
+        self.done = False
+        self.nbytes_in = 0
+        self.nbytes_out = 0
+        self._ops: deque[tuple[str, ToxicWrapper]] = deque()
+        self._ops_task: asyncio.Task | None = None
+
+    # --- data in -----------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self.nbytes_in += len(data)
+        if self.fast:
+            if not self.done and not self.dest.lost:
+                self.dest.transport.write(data)  # type: ignore[union-attr]
+                self.nbytes_out += len(data)
+            return
+        inp = self.input
+        inp.put_nowait(Chunk(data, self.loop.time()))  # type: ignore[union-attr]
+        if inp.full():  # type: ignore[union-attr]
+            self.source.pause(Side.PAUSE_CHAN)
+
+    def feed_eof(self, natural: bool) -> None:
+        if self.eof_in:
+            return
+        self.eof_in = True
+        self.natural = natural
+        if self.fast:
+            self._finish(natural)
+        else:
+            self.input.put_nowait(None)  # type: ignore[union-attr]
+
+    # --- chain -------------------------------------------------------------------------------
+    def start(self, chain: list[ToxicWrapper]) -> None:
+        """Begin with the proxy's current chain (noop first); fast when it is only the noop."""
+        self.wrappers = list(chain)
+        if len(chain) > 1:
+            self._build()
+
+    def _new_stub(self, inp: Channel, out: Channel, wrapper: ToxicWrapper) -> ToxicStub:
+        stub = ToxicStub(inp, out, self)
+        new_state = getattr(wrapper.toxic, "new_state", None)
+        if new_state is not None:
+            stub.state = new_state()
+        return stub
+
+    @staticmethod
+    def _channel_for(wrapper: ToxicWrapper) -> Channel:
+        size = wrapper.buffer_size
+        return Channel(size, _BUFFERED_BYTES) if size else Channel()
+
+    def _build(self) -> None:
+        self.input = inp = Channel()
+        inp.on_space = lambda: self.source.resume(Side.PAUSE_CHAN)
+        last = inp
+        for i, w in enumerate(self.wrappers):
+            nxt = self._channel_for(self.wrappers[i + 1]) if i + 1 < len(self.wrappers) else Channel()
+            self.stubs.append(self._new_stub(last, nxt, w))
+            last = nxt
+        self.output = last
+        self.fast = False
+        for stub, w in zip(self.stubs, self.wrappers, strict=True):
+            stub.start(w)
+        self.writer = self.loop.create_task(self._write())
+
+    async def _write(self) -> None:
+        out, dest = self.output, self.dest
+        assert out is not None
+        while True:
+            c = await out.get()
+            if c is None:
+                break
+            if dest.lost or self.done:
+                continue
+            dest.transport.write(c.data)  # type: ignore[union-attr]
+            self.nbytes_out += len(c.data)
+            if dest.write_paused:
+                await dest.writable()
+        # EOF that came from the source is a half-close; one made by a toxic closes it all.
+        self._finish(self.eof_in and self.natural and self.input is not None and not self.input.items)
+
+    def _finish(self, natural: bool) -> None:
+        if not self.done:
+            self.done = True
+            self.conn.link_done(self, natural)
+
+    def schedule(self, op: str, wrapper: ToxicWrapper) -> asyncio.Task | None:
+        """Queue a chain change; changes to one link apply in order, one at a time."""
+        if self.done:
+            return None
+        self._ops.append((op, wrapper))
+        if self._ops_task is None or self._ops_task.done():
+            self._ops_task = self.loop.create_task(self._run_ops())
+        return self._ops_task
+
+    async def _run_ops(self) -> None:
+        while self._ops and not self.done:
+            op, w = self._ops.popleft()
+            if op == "add":
+                await self._add(w)
+            elif op == "update":
+                await self._update(w)
+            else:
+                await self._remove(w)
+
+    async def _add(self, w: ToxicWrapper) -> None:
+        if self.fast:
+            self.wrappers.append(w)
+            self._build()
+            return
+        last = self.stubs[-1]
+        if not last.interrupt():
+            return  # the link is ending
+        await last.task  # type: ignore[misc]
+        newin = self._channel_for(w)
+        stub = self._new_stub(newin, last.output, w)
+        last.output = newin
+        self.stubs.append(stub)
+        self.wrappers.append(w)
+        stub.start(w)
+        if not last.closed:
+            last.start(self.wrappers[-2])
+
+    async def _update(self, w: ToxicWrapper) -> None:
+        if w not in self.wrappers:
+            return
+        i = self.wrappers.index(w)
+        stub = self.stubs[i]
+        if stub.interrupt():
+            await stub.task  # type: ignore[misc]
+            if not stub.closed:
+                stub.start(w)
+
+    async def _remove(self, w: ToxicWrapper) -> None:
+        if self.fast or w not in self.wrappers:
+            return
+        i = self.wrappers.index(w)
+        stub = self.stubs[i]
+        if not stub.interrupt():
+            return
+        await stub.task  # type: ignore[misc]
+        cleanup = getattr(w.toxic, "cleanup", None)
+        if cleanup is not None:
+            cleanup(stub)
+            if stub.closed:
+                return
+        stub.input.unbound()
+        prev = self.stubs[i - 1]
+        if prev.interrupt():
+            await prev.task  # type: ignore[misc]
+        while stub.input.items:  # move what the removed toxic had not read yet, in order
+            item = stub.input.get_nowait()
+            stub.output.put_nowait(item)
+            if item is None:
+                break
+        prev.output = stub.output
+        del self.stubs[i]
+        del self.wrappers[i]
+        if not prev.closed:
+            prev.start(self.wrappers[i - 1])
+
+    def cancel(self) -> None:
+        self.done = True
+        for stub in self.stubs:
+            if stub.task is not None:
+                stub.task.cancel()
+        if self.writer is not None:
+            self.writer.cancel()
+        if self._ops_task is not None:
+            self._ops_task.cancel()
+
+
+def _set_linger0(transport: asyncio.Transport | None) -> None:
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
+
+
+class Connection:
+    """A client socket, its upstream socket, and the two links between them."""
+
+    __slots__ = ("proxy", "loop", "client", "upstream", "up", "down", "closed", "_connect_task")
+
+    def __init__(self, proxy: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.proxy = proxy
+        self.loop = loop
+        self.client = Side(self)
+        self.upstream: Side | None = None
+        self.up: Link | None = None
+        self.down: Link | None = None
+        self.closed = False
+        self._connect_task: asyncio.Task | None = None
+
+    def side_made(self, side: Side) -> None:
+        if side is self.client:
+            side.pause(Side.PAUSE_CONNECT)
+            self._connect_task = self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        host, _, port = self.proxy.upstream.rpartition(":")
+        self.upstream = up_side = Side(self)
+        try:
+            await self.loop.create_connection(lambda: up_side, host.strip("[]") or None, int(port))
+        except (OSError, ValueError):
+            self.close()
+            return
+        if self.closed or self.client.lost:
+            self.close()
+            return
+        self.up = Link(self, 0, self.client, up_side)
+        self.down = Link(self, 1, up_side, self.client)
+        self.client.out_link = up_side.in_link = self.up
+        up_side.out_link = self.client.in_link = self.down
+        self.proxy.connection_started(self)
+        for data in self.client.early:
+            if data is None:
+                self.up.feed_eof(natural=True)
+            else:
+                self.up.feed(data)
+        self.client.early.clear()
+        self.client.resume(Side.PAUSE_CONNECT)
+
+    def link_done(self, link: Link, natural: bool) -> None:
+        if not natural:
+            self.close()
+            return
+        t = link.dest.transport
+        if t is not None and not link.dest.lost:
+            try:
+                if t.can_write_eof():
+                    t.write_eof()
+            except (OSError, RuntimeError):
+                pass
+        if self.up is not None and self.down is not None and self.up.done and self.down.done:
+            self.close()
+
+    def side_lost(self, side: Side) -> None:
+        if self.closed:
+            return
+        if self.upstream is None or self.up is None:
+            self.close()
+
+    def close(self, abort: bool = False) -> None:
+        """Close both sockets (flushing what is written) and stop every task of the links."""
+        if self.closed:
+            return
+        self.closed = True
+        for link in (self.up, self.down):
+            if link is not None:
+                link.cancel()
+        for side in (self.client, self.upstream):
+            if side is not None and side.transport is not None:
+                if abort:
+                    side.transport.abort()
+                else:
+                    side.transport.close()
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+        self.proxy.connection_ended(self)
+
+    def reset(self) -> None:
+        """RST both peers, as upstream's reset_peer does with SO_LINGER 0."""
+        for side in (self.client, self.upstream):
+            if side is not None:
+                _set_linger0(side.transport)
+        self.close(abort=True)
