@@ -496,3 +496,56 @@ def test_async_cancellation_is_not_a_failure(clock):
 
     asyncio.run(main())
     assert b.state is BreakerState.CLOSED
+
+
+# ---------------------------------------------------------------- threads
+def test_half_open_admits_exactly_n_under_thread_contention(clock):
+    import threading
+
+    b = CircuitBreaker("t", clock=clock, failure_threshold=1, wait_in_open=1, half_open_permitted_calls=3)
+    fail(b)
+    clock.advance(1)
+    release = threading.Event()
+    admitted, rejected = [], []
+    start = threading.Barrier(12)
+
+    def trial():
+        start.wait()
+        try:
+            b.call(release.wait, 5)
+            admitted.append(1)
+        except CircuitOpenError:
+            rejected.append(1)
+
+    threads = [threading.Thread(target=trial) for _ in range(12)]
+    for t in threads:
+        t.start()
+    while len(rejected) < 9:
+        if not any(t.is_alive() for t in threads):
+            break
+        threading.Event().wait(0.001)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert (len(admitted), len(rejected)) == (3, 9)
+    assert b.state is BreakerState.CLOSED
+
+
+def test_failures_from_many_threads_are_all_counted(clock):
+    import threading
+
+    b = CircuitBreaker("t", clock=clock, failure_threshold=None, failure_rate_threshold=100,
+                       sliding_window_size=1000, minimum_calls=1000)
+
+    def hammer():
+        for _ in range(100):
+            with pytest.raises(Boom):
+                b.call(boom)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    m = b.metrics()
+    assert (m.failures, m.window_failures, m.window_calls) == (800, 800, 800)
