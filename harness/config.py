@@ -114,12 +114,20 @@ SCENARIO_NAMES = ("db_outage", "network_latency", "network_partition", "cache_ou
 
 
 class ScenarioConfig(Strict):
-    """Timing of one fault scenario: baseline → fault held for `hold` → observe `after` recovery."""
+    """Timing of one fault scenario: baseline → fault held for `hold` → observe `after` recovery.
+
+    `variants` picks how db_outage takes the database away: "kill" (SIGKILL of the server) and/or
+    "network" (its proxy disabled: connections refused and cut). `latency` is what network_latency
+    adds to each direction; `partition_mode` is how network_partition cuts: "drop" (packets vanish,
+    clients hit their timeouts) or "reject" (connections reset at once).
+    """
 
     baseline: Duration = 2.0
     hold: Duration = Field(5.0, gt=0)
     after: Duration = 3.0
-    variant: Literal["kill", "network"] = "kill"
+    variants: tuple[Literal["kill", "network"], ...] = Field(("kill",), min_length=1)
+    latency: Duration = Field(0.4, gt=0, le=60)
+    partition_mode: Literal["drop", "reject"] = "drop"
 
 
 class Config(Strict):

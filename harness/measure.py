@@ -119,14 +119,22 @@ def _detection(timeline: Timeline, samples: list[Sample], t_inject: int) -> tupl
     return min(candidates) if candidates else (None, None)
 
 
-def _recovery(samples: list[Sample], t_detect: int, streak: int) -> int | None:
-    """t_recovered: the first sample of the first run of `streak` good samples after t_detect."""
+def _recovery(samples: list[Sample], t_detect: int, streak: int) -> tuple[int, int] | None:
+    """t_recovered: the first sample of the first run of `streak` good samples after t_detect,
+    taken at the moment it was *answered* (send + latency).
+
+    A request sent while the outage lasts and answered just after it ends (a partition healing,
+    TCP retransmitting) proves the service healthy when it answered, not when it was sent; using
+    the send time made MTTR shorter than the outage itself. Normally the two differ by one
+    request's latency (milliseconds). Returns (sent, answered) of that sample: windows split at
+    the send time, so every sample belongs to exactly one window.
+    """
     run_start, run_len = None, 0
     for s in samples:
         if s.t_ns <= t_detect:
             continue
         if s.good:
-            run_start = s.t_ns if run_len == 0 else run_start
+            run_start = (s.t_ns, s.t_ns + s.latency_ns) if run_len == 0 else run_start
             run_len += 1
             if run_len >= streak:
                 return run_start
@@ -153,16 +161,16 @@ def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
     cleared = timeline.first(FAULT_CLEARED, source=active.source, after_ns=t_inject)
     t_clear = cleared.t_ns if cleared else None
     t_detect, detected_by = _detection(timeline, samples, t_inject)
-    t_recovered = _recovery(samples, t_detect, streak) if t_detect is not None else None
+    found = _recovery(samples, t_detect, streak) if t_detect is not None else None
+    split, t_recovered = found if found else (None, None)
     if t_recovered is not None and deadline_s is not None and (t_recovered - t_inject) / 1e9 > deadline_s:
-        t_recovered = None  # recovered only after the deadline: "never recovered" for this run
+        split, t_recovered = None, None  # recovered only after the deadline: "never recovered" for this run
 
     def secs(a: int | None, b: int | None) -> float | None:
         return None if a is None or b is None else (b - a) / 1e9
 
-    during_end = t_recovered
-    bounds = {"before": (None, t_inject), "during": (t_inject, during_end),
-              "after": (t_recovered, None) if t_recovered is not None else (None, None)}
+    bounds = {"before": (None, t_inject), "during": (t_inject, split),
+              "after": (split, None) if split is not None else (None, None)}
     windows = {name: _window_stats(samples, *b) for name, b in bounds.items()
                if not (name == "after" and t_recovered is None)}
     load = {name: _load_window(snapshots, *b) for name, b in bounds.items()

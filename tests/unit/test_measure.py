@@ -41,25 +41,25 @@ def test_ttd_mttr_and_recovery_times_are_exact() -> None:
     m = measure_fault(tl, streak=3)
     assert m.t_detect_ns == 10 * DELTA
     assert m.time_to_detect_s == pytest.approx(0.05)
-    assert m.t_recovered_ns == 15 * DELTA  # first of three good samples
-    assert m.mttr_s == pytest.approx(0.5)
-    assert m.time_to_recover_s == pytest.approx(0.55)
-    assert m.recovery_after_clear_s == pytest.approx(0.08)
+    assert m.t_recovered_ns == 15 * DELTA + 5 * MS  # first of three good samples, when it was answered
+    assert m.mttr_s == pytest.approx(0.505)
+    assert m.time_to_recover_s == pytest.approx(0.555)
+    assert m.recovery_after_clear_s == pytest.approx(0.085)
     assert m.recovered
 
 
 def test_a_good_run_shorter_than_the_streak_does_not_count_as_recovery() -> None:
     tl = make_timeline("....xx..x....", inject_at=4 * DELTA)
     m = measure_fault(tl, streak=3)
-    assert m.t_recovered_ns == 9 * DELTA
-    assert m.mttr_s == pytest.approx(0.5)
+    assert m.t_recovered_ns == 9 * DELTA + 5 * MS
+    assert m.mttr_s == pytest.approx(0.505)
 
 
 def test_slow_samples_are_bad() -> None:
     tl = make_timeline("...sss...", inject_at=3 * DELTA)
     m = measure_fault(tl, streak=2)
     assert m.t_detect_ns == 3 * DELTA
-    assert m.t_recovered_ns == 6 * DELTA
+    assert m.t_recovered_ns == 6 * DELTA + 5 * MS
 
 
 def test_breaker_opening_detects_before_a_bad_sample() -> None:
@@ -106,6 +106,21 @@ def test_fault_without_visible_effect_is_not_measured_not_passed() -> None:
     assert by_name["time to detect"].passed is None
     assert by_name["MTTR"].passed is None
     assert verdict(objectives) is Verdict.INCONCLUSIVE
+
+
+def test_a_request_sent_during_the_outage_recovers_when_answered() -> None:
+    """Sent at 0.5 s while partitioned, answered 450 ms later (after the heal at 0.9 s): recovery is 0.95 s."""
+    tl = Timeline(anchor_ns=0)
+    for i in range(5):
+        tl.add_sample(Sample(i * DELTA, "p", i < 2, 5 * MS if i < 2 else 1000 * MS, None, i < 2))
+    tl.add_sample(Sample(5 * DELTA, "p", True, 450 * MS, None, True))
+    for i in range(6, 10):
+        tl.add_sample(Sample(i * DELTA, "p", True, 5 * MS, None, True))
+    tl.event(FAULT_ACTIVE, "f", t_ns=2 * DELTA)
+    tl.event(FAULT_CLEARED, "f", t_ns=9 * DELTA)
+    m = measure_fault(tl, streak=3)
+    assert m.t_recovered_ns == 5 * DELTA + 450 * MS
+    assert m.recovery_after_clear_s == pytest.approx(0.05)
 
 
 def test_windows_availability_and_latency() -> None:
