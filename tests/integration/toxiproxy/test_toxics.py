@@ -1,0 +1,225 @@
+"""What a client sees through each toxic (TOXIPROXY_API.md table), via a real TCP echo upstream.
+
+Timing is checked loosely: these prove behaviour; bench/bench_toxiproxy.py measures accuracy.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.integration.toxiproxy.conftest import connect, recv_all
+
+
+def roundtrip(proxy, payload: bytes = b"hello", expect: int | None = None, timeout: float = 5.0):
+    """Send payload on a fresh connection; return (bytes back, seconds, how it ended)."""
+    s = connect(proxy)
+    try:
+        t0 = time.monotonic()
+        s.sendall(payload)
+        data, end = b"", "open"
+        s.settimeout(timeout)
+        want = len(payload) if expect is None else expect
+        while len(data) < want:
+            try:
+                d = s.recv(65536)
+            except ConnectionResetError:
+                end = "reset"
+                break
+            except TimeoutError:
+                end = "open"
+                break
+            if not d:
+                end = "eof"
+                break
+            data += d
+        return data, time.monotonic() - t0, end
+    finally:
+        s.close()
+
+
+def test_no_toxic_and_noop_echo(tp, echo_proxy):
+    assert roundtrip(echo_proxy)[0] == b"hello"
+    tp.add_toxic("echo", "noop")
+    data, took, _ = roundtrip(echo_proxy)
+    assert data == b"hello" and took < 0.5
+
+
+def test_timeout_zero_holds_connection_open(tp, echo_proxy):
+    tp.add_toxic("echo", "timeout", attributes={"timeout": 0})
+    data, took, end = roundtrip(echo_proxy, timeout=1.0)
+    assert (data, end) == (b"", "open") and took >= 0.9
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_timeout_closes_after_delay(tp, echo_proxy, stream):
+    tp.add_toxic("echo", "timeout", stream=stream, attributes={"timeout": 500})
+    data, took, end = roundtrip(echo_proxy)
+    assert (data, end) == (b"", "eof")
+    assert 0.45 <= took < 2.0
+
+
+@pytest.mark.parametrize(("stream", "timeout"), [("downstream", 0), ("downstream", 500), ("upstream", 500)])
+def test_reset_peer(tp, echo_proxy, stream, timeout):
+    tp.add_toxic("echo", "reset_peer", stream=stream, attributes={"timeout": timeout})
+    data, took, end = roundtrip(echo_proxy)
+    assert (data, end) == (b"", "reset")
+    assert took < 0.3 if timeout == 0 else 0.45 <= took < 2.0
+
+
+def test_limit_data_downstream(tp, echo_proxy):
+    tp.add_toxic("echo", "limit_data", attributes={"bytes": 10})
+    data, _, end = roundtrip(echo_proxy, b"x" * 100)
+    assert (data, end) == (b"x" * 10, "eof")
+
+
+def test_limit_data_upstream(tp, echo_proxy):
+    tp.add_toxic("echo", "limit_data", stream="upstream", attributes={"bytes": 10})
+    data, _, end = roundtrip(echo_proxy, b"x" * 100)
+    assert end == "eof" and len(data) <= 10
+
+
+def test_slow_close_delays_fin(tp, echo_proxy):
+    tp.add_toxic("echo", "slow_close", attributes={"delay": 500})
+    s = connect(echo_proxy)
+    t0 = time.monotonic()
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s, 1) == b""
+    assert 0.45 <= time.monotonic() - t0 < 2.0
+    s.close()
+
+
+def test_half_close_delivers_reply_in_flight(echo_proxy):
+    """Deliberate deviation: a clean FIN is passed on as a half-close, so the echo arrives."""
+    for _ in range(5):
+        s = connect(echo_proxy)
+        s.sendall(b"hello")
+        s.shutdown(socket.SHUT_WR)
+        assert recv_all(s, 10) == b"hello"
+        s.close()
+
+
+def test_slicer_slices(tp, echo_proxy):
+    tp.add_toxic("echo", "slicer", attributes={"average_size": 10, "size_variation": 5, "delay": 1000})
+    s = connect(echo_proxy)
+    s.sendall(b"y" * 1000)
+    t0, reads, got = time.monotonic(), 0, 0
+    s.settimeout(5)
+    while got < 1000:
+        d = s.recv(65536)
+        assert d
+        got += len(d)
+        reads += 1
+    assert reads >= 30 and time.monotonic() - t0 >= 0.05
+    s.close()
+
+
+def test_latency(tp, echo_proxy):
+    tp.add_toxic("echo", "latency", attributes={"latency": 200})
+    data, took, _ = roundtrip(echo_proxy)
+    assert data == b"hello" and 0.19 <= took < 1.0
+
+
+def test_latency_with_jitter_stays_in_range(tp, echo_proxy):
+    tp.add_toxic("echo", "latency", attributes={"latency": 100, "jitter": 50})
+    for _ in range(3):
+        data, took, _ = roundtrip(echo_proxy)
+        assert data == b"hello" and 0.045 <= took < 0.5
+
+
+def test_latency_toxicity_zero_is_noop(tp, echo_proxy):
+    tp.add_toxic("echo", "latency", toxicity=0, attributes={"latency": 100})
+    data, took, _ = roundtrip(echo_proxy)
+    assert data == b"hello" and took < 0.09
+
+
+def test_bandwidth_paces_in_slices(tp, echo_proxy):
+    tp.add_toxic("echo", "bandwidth", attributes={"rate": 1})
+    s = connect(echo_proxy)
+    s.sendall(b"z" * 1000)
+    t0, reads, got = time.monotonic(), 0, 0
+    s.settimeout(5)
+    while got < 1000:
+        d = s.recv(65536)
+        assert d
+        got += len(d)
+        reads += 1
+    took = time.monotonic() - t0
+    assert 0.9 <= took < 1.5 and reads >= 5
+    s.close()
+
+
+def test_toxics_change_on_a_live_connection_without_loss(tp, echo_proxy):
+    s = connect(echo_proxy)
+    s.sendall(b"a")
+    assert recv_all(s, 1) == b"a"
+    tp.add_toxic("echo", "latency", name="l", attributes={"latency": 150})
+    t0 = time.monotonic()
+    s.sendall(b"b")
+    assert recv_all(s, 1) == b"b" and time.monotonic() - t0 >= 0.14
+    tp.add_toxic("echo", "slicer", name="s", attributes={"average_size": 3, "delay": 10})
+    tp.update_toxic("echo", "l", attributes={"latency": 0})
+    payload = bytes(range(256)) * 64
+    s.sendall(payload)
+    assert recv_all(s, len(payload)) == payload
+    tp.remove_toxic("echo", "l")
+    tp.remove_toxic("echo", "s")
+    t0 = time.monotonic()
+    s.sendall(b"c")
+    assert recv_all(s, 1) == b"c" and time.monotonic() - t0 < 0.1
+    s.close()
+
+
+def test_removing_a_toxic_mid_stream_keeps_order(tp, echo_proxy):
+    """Bytes held by a latency toxic when it is removed are delivered, in order."""
+    tp.add_toxic("echo", "latency", name="l", attributes={"latency": 300})
+    s = connect(echo_proxy)
+    got: list[bytes] = []
+    total = 200_000
+    reader = threading.Thread(target=lambda: got.append(recv_all(s, total, timeout=10)))
+    reader.start()
+    payload = bytes(i % 251 for i in range(total))
+    for i in range(0, total, 10_000):
+        s.sendall(payload[i : i + 10_000])
+        if i == 100_000:
+            tp.remove_toxic("echo", "l")
+    reader.join(15)
+    assert got and got[0] == payload
+    s.close()
+
+
+def test_disable_closes_existing_connections(tp, echo_proxy):
+    s = connect(echo_proxy)
+    s.sendall(b"x")
+    assert recv_all(s, 1) == b"x"
+    tp.disable_proxy("echo")
+    s.settimeout(2)
+    try:
+        assert s.recv(1) == b""
+    except ConnectionResetError:
+        pass
+    with pytest.raises(OSError):
+        socket.create_connection((echo_proxy.host, echo_proxy.port), timeout=1).recv(1)
+    tp.enable_proxy("echo")
+    assert roundtrip(echo_proxy)[0] == b"hello"
+
+
+@pytest.mark.parametrize("toxic", [None, "latency"])
+def test_slow_reader_does_not_grow_buffers_unbounded(tp, echo_proxy, toxic):
+    """The client never reads: the proxy must stop reading too, so sends soon block."""
+    if toxic:
+        tp.add_toxic("echo", toxic, stream="upstream", attributes={"latency": 1})
+    s = connect(echo_proxy)
+    s.settimeout(1.0)
+    chunk, sent = b"\0" * 65536, 0
+    try:
+        while sent < 512 * 2**20:
+            sent += s.send(chunk)
+    except (TimeoutError, BlockingIOError):
+        pass
+    # kernel buffers on 4 sockets plus our bounded channels; far below what was offered
+    assert sent < 96 * 2**20, f"proxy accepted {sent / 2**20:.0f} MiB from a client that never reads"
+    s.close()
