@@ -54,6 +54,20 @@ class RunConfig(Strict):
     deadline: Duration = Field(60.0, gt=0)
 
 
+class AppConfig(Strict):
+    """How the reference app protects itself: its circuit breakers and automatic recovery.
+
+    The library's defaults are the design's (open after 5 failures, retry after 60 s); the
+    `database_connection` recovery closes the breaker as soon as the pool validates, so the wait
+    only matters when recovery fails.
+    """
+
+    breaker_failure_threshold: int = Field(5, ge=1, le=10_000)
+    breaker_wait_in_open: Duration = Field(60.0, gt=0)
+    recovery_attempts: int = Field(3, ge=1, le=100)
+    recovery_wait: Duration = Field(1.0, ge=0)
+
+
 class LocalEnvConfig(Strict):
     """Ports for the embedded local environment; 0 picks a free loopback port."""
 
@@ -61,6 +75,7 @@ class LocalEnvConfig(Strict):
     redis_port: Port = 0
     app_port: Port = 0
     pg_bindir: str | None = None
+    app: AppConfig = AppConfig()
     proxy: bool = False  # flipped on once the embedded Toxiproxy server lands
 
 
@@ -130,6 +145,54 @@ class ScenarioConfig(Strict):
     partition_mode: Literal["drop", "reject"] = "drop"
 
 
+class DrillRepositoryConfig(Strict):
+    """Where a drill's backups go. local: `path` (default a temp dir removed after the drill);
+    s3: boto3 reaches `endpoint_url`, pgBackRest reaches `pgbackrest_host:pgbackrest_port` over TLS
+    (RECIPES.md §3: it checks the DNS name, so "localhost", and needs `ca_file` for a self-signed cert)."""
+
+    kind: Literal["local", "s3"] = "local"
+    path: str | None = None
+    endpoint_url: str | None = None
+    bucket: str | None = None
+    prefix: str = "chaosdrill"
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    ca_file: str | None = None
+    pgbackrest_host: str = "localhost"
+    pgbackrest_port: Port = 443
+    verify_tls: bool = True
+
+
+class DrillConfig(Strict):
+    """The DR drill (`chaosdrill drill`, scenario dr_restore): backup policy, RPO levers, timings.
+
+    `backups` is the policy: the first must be "full", each next one follows `backup_interval` later.
+    `archive_timeout` is the RPO lever (0 = off: only full WAL segments are archived); `push_wal`
+    archives the crashed primary's newest WAL before its directory is destroyed (RECIPES.md §3 E).
+    """
+
+    backups: tuple[Literal["full", "diff", "incr"], ...] = Field(("full", "incr"), min_length=1)
+    backup_interval: Duration = 1.0
+    warmup: Duration = 1.0
+    hold: Duration = 2.0
+    archive_timeout: Duration = Field(1.0, le=3600)
+    push_wal: bool = False
+    detection_delay: Duration = 0.0
+    canary_interval: Duration = Field(0.1, gt=0, le=10)
+    backup_id: str = "latest"
+    load: bool = True
+    serve_timeout: Duration = Field(30.0, gt=0)
+    repository: DrillRepositoryConfig = DrillRepositoryConfig()
+
+    @field_validator("backups")
+    @classmethod
+    def _full_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value[0] != "full":
+            raise ValueError(f"the first backup of the policy must be 'full', got {value[0]!r}")
+        return value
+
+
 class Config(Strict):
     run: RunConfig = RunConfig()
     environment: EnvironmentConfig = EnvironmentConfig()
@@ -137,6 +200,7 @@ class Config(Strict):
     load: LoadConfig = LoadConfig()
     targets: Targets = Targets()
     scenarios: dict[str, ScenarioConfig] = Field(default_factory=dict)
+    drill: DrillConfig = DrillConfig()
 
     @field_validator("scenarios")
     @classmethod

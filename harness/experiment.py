@@ -94,6 +94,8 @@ class FaultExperiment:
             if load is not None:
                 load_stats = load.stop()
                 load.record(timeline, bucket_s=cfg.run.probe_interval)
+        if self.env.app is not None:
+            timeline.merge_jsonl(self.env.app.events)  # breaker, recovery and alert events of the app
 
         m = measure_fault(timeline, probe=probe, streak=cfg.run.recovery_streak, deadline_s=cfg.run.deadline)
         objectives = judge_fault(m, cfg.targets)

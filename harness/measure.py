@@ -21,7 +21,11 @@ from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Event, Sample, Timelin
 WINDOWS = ("before", "during", "after")
 LOAD_SNAPSHOT = "load.snapshot"
 BREAKER_STATE = "breaker.state"
+BREAKER_FAILURE = "breaker.failure"
+RECOVERY_START = "recovery.start"
+RECOVERY_END = "recovery.end"
 ALERT = "alert"
+CIRCUIT_OPEN_MARK = "(circuit open)"
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -77,9 +81,72 @@ class FaultMeasurements:
     deadline_s: float | None
     windows: dict[str, WindowStats] = field(default_factory=dict)
     load: dict[str, LoadWindow] = field(default_factory=dict)
+    breaker: BreakerMeasurements | None = None
+    recovery: RecoveryMeasurements | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class BreakerMeasurements:
+    """METRICS.md 'Circuit breakers', for the breaker that opened first during the fault."""
+
+    breaker: str
+    time_to_open_s: float | None  # OPEN − first failed call of the outage
+    fail_fast_p50_ms: float | None  # client-visible latency of calls rejected while OPEN
+    fail_fast_p99_ms: float | None
+    fail_fast_samples: int
+    time_to_close_s: float | None  # CLOSED − t_clear
+    half_open: list[dict[str, Any]] = field(default_factory=list)  # each episode: result closed/reopened
+
+
+@dataclass(frozen=True)
+class RecoveryMeasurements:
+    """Automatic recovery during the fault: rounds run, and the time from the first start to success."""
+
+    strategy: str
+    rounds: int
+    succeeded: bool
+    time_s: float | None
+
+
+def _breaker_measurements(timeline: Timeline, samples: list[Sample], t_inject: int,
+                          t_clear: int | None) -> BreakerMeasurements | None:
+    changes = [e for e in timeline.events if e.kind == BREAKER_STATE and e.t_ns >= t_inject]
+    opened = next((e for e in changes if e.data.get("to") == "open"), None)
+    if opened is None:
+        return None
+    name = opened.source
+    first_failure = next((e for e in timeline.events if e.kind == BREAKER_FAILURE and e.source == name
+                          and t_inject <= e.t_ns <= opened.t_ns), None)
+    closed = next((e for e in changes if e.source == name and e.data.get("to") == "closed" and e.t_ns > opened.t_ns),
+                  None)
+    fast = [s.latency_ns / 1e6 for s in samples if s.error and CIRCUIT_OPEN_MARK in s.error and s.t_ns >= t_inject]
+    episodes = []
+    mine = [e for e in changes if e.source == name]
+    for i, e in enumerate(mine):
+        if e.data.get("to") == "half_open":
+            nxt = mine[i + 1] if i + 1 < len(mine) else None
+            episodes.append({"t_s": timeline.rel_s(e.t_ns), "result": "reopened" if nxt and nxt.data.get("to") == "open"
+                             else "closed" if nxt else "unfinished"})
+    return BreakerMeasurements(
+        breaker=name,
+        time_to_open_s=(opened.t_ns - first_failure.t_ns) / 1e9 if first_failure else None,
+        fail_fast_p50_ms=percentile(fast, 50), fail_fast_p99_ms=percentile(fast, 99), fail_fast_samples=len(fast),
+        time_to_close_s=(closed.t_ns - t_clear) / 1e9 if closed and t_clear is not None else None,
+        half_open=episodes,
+    )
+
+
+def _recovery_measurements(timeline: Timeline, t_inject: int) -> RecoveryMeasurements | None:
+    starts = [e for e in timeline.events if e.kind == RECOVERY_START and e.t_ns >= t_inject]
+    if not starts:
+        return None
+    ends = [e for e in timeline.events if e.kind == RECOVERY_END and e.t_ns >= starts[0].t_ns]
+    success = next((e for e in ends if e.data.get("recovered")), None)
+    return RecoveryMeasurements(strategy=starts[0].source, rounds=len(starts), succeeded=success is not None,
+                                time_s=(success.t_ns - starts[0].t_ns) / 1e9 if success else None)
 
 
 def _window_stats(samples: list[Sample], start: int | None, end: int | None) -> WindowStats:
@@ -180,6 +247,8 @@ def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
         detected_by=detected_by, time_to_detect_s=secs(t_inject, t_detect), mttr_s=secs(t_detect, t_recovered),
         time_to_recover_s=secs(t_inject, t_recovered), recovery_after_clear_s=secs(t_clear, t_recovered),
         recovered=t_recovered is not None, deadline_s=deadline_s, windows=windows, load=load,
+        breaker=_breaker_measurements(timeline, samples, t_inject, t_clear),
+        recovery=_recovery_measurements(timeline, t_inject),
     )
 
 
@@ -228,6 +297,14 @@ def judge_fault(m: FaultMeasurements, targets: Targets) -> list[Objective]:
     if load_after is not None and load_after.requests:
         objectives.append(Objective.judge("load error rate after recovery", targets.load_error_rate_after,
                                           load_after.error_rate, "ratio"))
+    if m.breaker is not None and m.breaker.fail_fast_samples:
+        objectives.append(Objective.judge("breaker fail-fast latency p99", targets.breaker_decision,
+                                          m.breaker.fail_fast_p99_ms / 1000, "s",
+                                          note=f"{m.breaker.fail_fast_samples} rejected probe calls"))
+    if m.recovery is not None:
+        objectives.append(Objective.judge("automatic recovery time", targets.recovery_time, m.recovery.time_s, "s",
+                                          note=f"{m.recovery.strategy}: {m.recovery.rounds} round(s)",
+                                          missing_fails=True))
     return objectives
 
 

@@ -19,6 +19,8 @@ import httpx
 
 from harness.timeline import Sample, Timeline
 
+CIRCUIT_OPEN = " (circuit open)"
+
 
 @dataclass(frozen=True)
 class HttpProbe:
@@ -38,6 +40,8 @@ class HttpProbe:
             ok = response.status_code == self.expect_status
             if not ok:
                 error = f"HTTP {response.status_code}"
+                if response.headers.get("X-Circuit") == "open":
+                    error += CIRCUIT_OPEN  # failed fast: measure.py reads these as fail-fast latency
         except httpx.HTTPError as exc:
             ok, error = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
         latency = time.monotonic_ns() - t0

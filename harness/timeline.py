@@ -11,11 +11,13 @@ and for comparing with server-side timestamps (RPO). See METRICS.md.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 # Kinds of record, as named in METRICS.md.
@@ -67,6 +69,26 @@ class Timeline:
         with self._lock:
             self._events.append(ev)
         return ev
+
+    def merge_jsonl(self, path: str | Path, since_ns: int | None = None) -> int:
+        """Add events another process wrote as JSONL ({"t_ns", "kind", "source", ...}) on the same
+        CLOCK_MONOTONIC — the app's breaker and recovery events. Torn or foreign lines are skipped."""
+        since = self.anchor_ns if since_ns is None else since_ns
+        added = 0
+        try:
+            lines = Path(path).read_text().splitlines()
+        except FileNotFoundError:
+            return 0
+        for line in lines:
+            try:
+                raw = json.loads(line)
+                t_ns, kind, source = int(raw.pop("t_ns")), str(raw.pop("kind")), str(raw.pop("source", ""))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if t_ns >= since:
+                self.event(kind, source, t_ns=t_ns, **raw)
+                added += 1
+        return added
 
     def add_sample(self, sample: Sample) -> None:
         with self._lock:

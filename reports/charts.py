@@ -122,10 +122,11 @@ def render(chart: Chart) -> str:
         elif s.kind == "bars":
             out.extend(f'<rect x="{tx(x) - bar_w / 2:.1f}" y="{ty(y):.1f}" width="{bar_w:.1f}" '
                        f'height="{max(0.0, ty(y_lo) - ty(y)):.1f}" fill="{s.color}"/>' for x, y in s.points)
-    for m in chart.markers:
+    for i, m in enumerate(sorted(chart.markers, key=lambda m: m.x)):
         out.append(f'<line x1="{tx(m.x):.1f}" x2="{tx(m.x):.1f}" y1="{PAD_T}" y2="{HEIGHT - PAD_B}" '
                    f'stroke="{m.color}" stroke-dasharray="4 3"><title>{escape(m.label)}</title></line>')
-        out.append(f'<text x="{tx(m.x) + 3:.1f}" y="{PAD_T + 26}" class="marker" fill="{m.color}">{escape(m.label)}</text>')
+        y = PAD_T + 26 + 13 * (i % 4)  # stagger: markers close together must stay readable
+        out.append(f'<text x="{tx(m.x) + 3:.1f}" y="{y}" class="marker" fill="{m.color}">{escape(m.label)}</text>')
     legend_x = PAD_L
     for s in chart.series:  # the legend sits above the plot, where it hides no data
         out.append(f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{s.color}"/>'

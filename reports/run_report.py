@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from harness.measure import LOAD_SNAPSHOT
+from harness.measure import BREAKER_STATE, CANARY_ACK, LOAD_SNAPSHOT
 from harness.results import load_run
 from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Timeline
 from reports.charts import Band, Chart, Marker, Series, render
@@ -74,6 +74,9 @@ def _fault_charts(tl: Timeline, fault: dict[str, Any]) -> list[str]:
         markers.append(Marker(rel(fault["t_detect_ns"]), "detected", "#b02a37"))
     if fault.get("t_recovered_ns"):
         markers.append(Marker(rel(fault["t_recovered_ns"]), "recovered", "#146c43"))
+    for e in tl.events:
+        if e.kind == BREAKER_STATE and e.data.get("to") in ("open", "closed"):
+            markers.append(Marker(rel(e.t_ns), f"breaker {e.source} {e.data['to']}", "#6f42c1"))
     charts = []
     span = [rel(s.t_ns) for s in tl.samples] or [0.0, 1.0]
     x_range = (min(0.0, min(span)), max(span))
@@ -114,7 +117,7 @@ def build_context(result: dict[str, Any], tl: Timeline) -> dict[str, Any]:
                   for o in result["objectives"]]
     events = [{"t": tl.rel_s(e.t_ns), "wall": tl.wall(e.t_ns).strftime("%H:%M:%S.%f")[:-3], "kind": e.kind,
                "source": e.source, "data": ", ".join(f"{k}={v}" for k, v in e.data.items())}
-              for e in tl.events if e.kind != LOAD_SNAPSHOT]
+              for e in tl.events if e.kind not in (LOAD_SNAPSHOT, CANARY_ACK)]
     return {
         "r": result, "fault": fault, "objectives": objectives, "charts": _fault_charts(tl, fault),
         "events": events, "samples": len(tl.samples),

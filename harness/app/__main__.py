@@ -14,9 +14,15 @@ def main() -> None:
     parser.add_argument("--pg-dsn", required=True)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--events", default=None, help="JSONL file for breaker/recovery events")
+    parser.add_argument("--breaker-failure-threshold", type=int, default=5)
+    parser.add_argument("--breaker-wait-in-open", type=float, default=60.0, help="seconds")
+    parser.add_argument("--recovery-attempts", type=int, default=3)
+    parser.add_argument("--recovery-wait", type=float, default=1.0, help="seconds × attempt between tries")
     args = parser.parse_args()
     run(AppSettings(host=args.host, port=args.port, pg_dsn=args.pg_dsn, redis_url=args.redis_url,
-                    events_path=args.events))
+                    events_path=args.events, breaker_failure_threshold=args.breaker_failure_threshold,
+                    breaker_wait_in_open=args.breaker_wait_in_open, recovery_attempts=args.recovery_attempts,
+                    recovery_wait=args.recovery_wait))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ acquire, and redis-py opens a new socket. That is what makes a drill's MTTR mean
     POST /orders          {"customer", "item", "quantity", "amount"} → 201 {"id", ...}
     GET  /orders/{id}     X-Cache: hit|miss
     GET  /orders?limit=N  newest first
-    GET  /metrics         Prometheus text
+    GET  /metrics         Prometheus text (requests, dependency errors, breaker states, recoveries)
+
+PostgreSQL and Redis calls go through circuit breakers (resilience/). When the database breaker
+opens, writes fail fast with 503 + Retry-After + `X-Circuit: open`, reads fall back to the Redis
+cache, and the `database_connection` recovery strategy restarts the pool and validates it; once
+it succeeds the breaker is closed. Breaker and recovery events go, with CLOCK_MONOTONIC
+timestamps, to a JSONL file that the harness merges into the run's timeline.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -30,6 +37,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from resilience.breaker import BreakerListener, CircuitBreaker
+from resilience.errors import CircuitOpenError, RecoveryExhausted
+from resilience.incidents import IncidentManager
+from resilience.pool import AsyncpgPool
+from resilience.recovery import AutoRecovery
 
 log = logging.getLogger("chaosdrill.app")
 
@@ -54,6 +67,10 @@ class AppSettings:
     pg_dsn: str
     redis_url: str
     events_path: str | None = None
+    breaker_failure_threshold: int = 5
+    breaker_wait_in_open: float = 60.0
+    recovery_attempts: int = 3
+    recovery_wait: float = 1.0
 
 
 class DependencyDown(Exception):
@@ -62,7 +79,35 @@ class DependencyDown(Exception):
     def __init__(self, dependency: str, cause: BaseException) -> None:
         super().__init__(f"{dependency}: {type(cause).__name__}: {cause}".strip())
         self.dependency = dependency
+        self.circuit_open = isinstance(cause, CircuitOpenError)
+        self.retry_after = cause.retry_after if self.circuit_open else 1.0
 
+
+class EventLog(BreakerListener):
+    """Breaker, recovery and alert events as JSONL lines stamped with CLOCK_MONOTONIC (shared with
+    the harness on this host), so they land on the run's timeline at the right instant."""
+
+    def __init__(self, path: str | None) -> None:
+        self._file = open(path, "a", buffering=1) if path else None  # noqa: SIM115 - lives with the app
+
+    def write(self, kind: str, source: str, **data: Any) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps({"t_ns": time.monotonic_ns(), "kind": kind, "source": source, **data},
+                                        default=str) + "\n")
+
+    def on_state_change(self, event) -> None:
+        self.write("breaker.state", event.breaker, **{"from": event.old.value, "to": event.new.value,
+                                                     "reason": event.reason})
+
+    def on_failure(self, event) -> None:
+        self.write("breaker.failure", event.breaker)
+
+    async def send(self, item) -> None:  # IncidentSink: escalations become `alert` events
+        self.write("alert", item.source, severity=str(item.severity), title=item.title)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 class Metrics:
     """Prometheus series of the app; a registry of its own so tests can run several apps."""
@@ -78,6 +123,24 @@ class Metrics:
                                  buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.dependency_up = Gauge("chaosdrill_app_dependency_up", "1 when the last call succeeded",
                                    ["dependency"], registry=self.registry)
+        self.breaker_state = Gauge("chaosdrill_app_breaker_state",
+                                   "closed 0, open 1, half_open 2, disabled 3, forced_open 4", ["breaker"],
+                                   registry=self.registry)
+        self.breaker_counts = Gauge("chaosdrill_app_breaker_calls", "breaker call outcomes since start",
+                                    ["breaker", "outcome"], registry=self.registry)
+        self.recoveries = Gauge("chaosdrill_app_recoveries", "automatic recovery runs since start",
+                                ["strategy", "outcome"], registry=self.registry)
+
+    def refresh(self, breakers: list[CircuitBreaker], recovery: AutoRecovery) -> None:
+        """Copy breaker and recovery counters into the gauges just before /metrics is rendered."""
+        for b in breakers:
+            m = b.metrics()
+            self.breaker_state.labels(b.name).set(m.state_code)
+            for outcome in ("successes", "failures", "rejected", "slow_calls", "times_opened"):
+                self.breaker_counts.labels(b.name, outcome).set(getattr(m, outcome))
+        for name, stats in recovery.all_stats().items():
+            self.recoveries.labels(name, "runs").set(stats.get("runs", 0))
+            self.recoveries.labels(name, "successes").set(stats.get("successes", 0))
 
 
 class Store:
@@ -86,28 +149,63 @@ class Store:
     def __init__(self, settings: AppSettings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.pool: asyncpg.Pool | None = None
+        self.events = EventLog(settings.events_path)
+        # min_size=0: the pool connects lazily, so the app starts even while PostgreSQL is down.
+        self.pool = AsyncpgPool(settings.pg_dsn, min_size=0, max_size=10, timeout=PG_DEADLINE_S)
         self.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=REDIS_DEADLINE_S, socket_connect_timeout=REDIS_DEADLINE_S,
             # One immediate retry: a pooled socket that died with the old server is replaced at once
             # (asyncpg's pool does the same via expire_connections); the 0.5 s deadline still bounds it.
             retry=Retry(NoBackoff(), 1), decode_responses=True,
         )
+        breaker_settings = dict(failure_threshold=settings.breaker_failure_threshold,
+                                wait_in_open=settings.breaker_wait_in_open, record_exceptions=(DependencyDown,))
+        self.pg_breaker = CircuitBreaker("postgres", listeners=[self.events, _OnOpen(self._start_recovery)],
+                                         **breaker_settings)
+        self.redis_breaker = CircuitBreaker("redis", listeners=[self.events], **breaker_settings)
+        self.recovery = AutoRecovery(
+            [self.pool.strategy(attempts=settings.recovery_attempts, wait_per_attempt=settings.recovery_wait)],
+            incidents=IncidentManager([self.events]))
+        self._recovering: asyncio.Task | None = None
         self._schema_ready = False
 
     async def start(self) -> None:
-        # min_size=0: the pool connects lazily, so the app starts even while PostgreSQL is down.
-        self.pool = await asyncpg.create_pool(self.settings.pg_dsn, min_size=0, max_size=10,
-                                              timeout=PG_DEADLINE_S, command_timeout=PG_DEADLINE_S * 2)
+        await self.pool.start()
         try:
             await self._ensure_schema()
         except DependencyDown as exc:
             log.warning("schema not created yet: %s", exc)
 
     async def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
+        if self._recovering is not None:
+            self._recovering.cancel()
+        with contextlib.suppress(Exception):
+            self.pool.pool.terminate()
         await self.redis.aclose()
+        self.events.close()
+
+    def _start_recovery(self) -> None:
+        """The database breaker opened: restart and validate the pool in the background."""
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Recovery rounds until the pool validates or the breaker closed by other means. Each
+        exhausted round escalates (the incident manager de-duplicates), then the next begins:
+        waiting out the breaker's wait_in_open would add up to a minute to every outage."""
+        while self.pg_breaker.state.value != "closed":
+            self.events.write("recovery.start", "database_connection")
+            try:
+                outcome = await self.recovery.recover("database_connection")
+            except RecoveryExhausted as exc:
+                self.events.write("recovery.end", "database_connection", recovered=False, error=str(exc))
+                await asyncio.sleep(self.settings.recovery_wait)
+                continue
+            self.events.write("recovery.end", "database_connection", recovered=outcome.recovered,
+                              attempts=outcome.attempts, duration_s=round(outcome.duration, 6))
+            if outcome.recovered and self.pg_breaker.state.value != "closed":
+                self.pg_breaker.transition_to_closed()  # validated: no need to wait out wait_in_open
+            return
 
     async def _ensure_schema(self) -> None:
         if not self._schema_ready:
@@ -115,16 +213,21 @@ class Store:
             self._schema_ready = True
 
     async def _pg(self, method: str, *args: Any) -> Any:
-        assert self.pool is not None
+        try:
+            return await self.pg_breaker.acall(self._pg_call, method, *args)
+        except CircuitOpenError as exc:
+            raise DependencyDown("postgres", exc) from exc
+
+    async def _pg_call(self, method: str, *args: Any) -> Any:
         try:
             async with asyncio.timeout(PG_DEADLINE_S * 2):
-                async with self.pool.acquire() as conn:
+                async with self.pool.pool.acquire() as conn:
                     result = await getattr(conn, method)(*args)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             if not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.PostgresConnectionError):
                 # The server may have died: every pooled connection is suspect. Replace them all on
                 # next use instead of failing one request per stale connection after it returns.
-                self.pool.expire_connections()
+                self.pool.pool.expire_connections()
             self.metrics.errors.labels("postgres").inc()
             self.metrics.dependency_up.labels("postgres").set(0)
             raise DependencyDown("postgres", exc) from exc
@@ -132,6 +235,12 @@ class Store:
         return result
 
     async def _redis(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.redis_breaker.acall(self._redis_call, method, *args, **kwargs)
+        except CircuitOpenError as exc:
+            raise DependencyDown("redis", exc) from exc
+
+    async def _redis_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             async with asyncio.timeout(REDIS_DEADLINE_S):
                 result = await getattr(self.redis, method)(*args, **kwargs)
@@ -192,9 +301,11 @@ class Store:
                 return name, {"ok": False, "latency_ms": round((time.perf_counter() - t0) * 1000, 2),
                               "error": str(exc)}
 
-        results = await asyncio.gather(check("postgres", lambda: self._pg("fetchval", "SELECT 1")),
-                                       check("redis", lambda: self._redis("ping")))
-        return dict(results)
+        results = dict(await asyncio.gather(check("postgres", lambda: self._pg("fetchval", "SELECT 1")),
+                                            check("redis", lambda: self._redis("ping"))))
+        for name, breaker in (("postgres", self.pg_breaker), ("redis", self.redis_breaker)):
+            results[name]["breaker"] = breaker.state.value
+        return results
 
 
 def _row(row: asyncpg.Record) -> dict[str, Any]:
@@ -232,14 +343,18 @@ def create_app(settings: AppSettings) -> web.Application:
     routes = web.RouteTableDef()
 
     def unavailable(exc: DependencyDown) -> web.Response:
-        return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        if exc.circuit_open:
+            headers["X-Circuit"] = "open"  # failed fast: the dependency was not even tried
+        return web.json_response({"error": str(exc)}, status=503, headers=headers)
 
     @routes.get("/health")
     async def health(request: web.Request) -> web.Response:
         checks = await store.health()
         ok = all(c["ok"] for c in checks.values())
+        headers = {"X-Circuit": "open"} if any(c["breaker"] != "closed" for c in checks.values()) else {}
         return web.json_response({"status": "ok" if ok else "degraded", "checks": checks},
-                                 status=200 if ok else 503)
+                                 status=200 if ok else 503, headers=headers)
 
     @routes.post("/orders")
     async def create(request: web.Request) -> web.Response:
@@ -282,6 +397,7 @@ def create_app(settings: AppSettings) -> web.Application:
 
     @routes.get("/metrics")
     async def metrics_(request: web.Request) -> web.Response:
+        metrics.refresh([store.pg_breaker, store.redis_breaker], store.recovery)
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @web.middleware
@@ -315,3 +431,14 @@ def run(settings: AppSettings) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
                 access_log=None, handle_signals=True)
+
+
+class _OnOpen(BreakerListener):
+    """Calls `action` whenever the breaker opens (the trigger for automatic recovery)."""
+
+    def __init__(self, action) -> None:
+        self.action = action
+
+    def on_state_change(self, event) -> None:
+        if event.new.value == "open":
+            self.action()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from harness.config import AppConfig
 from harness.env.child import ChildProcess
 from harness.env.ports import LOOPBACK
 
@@ -23,10 +24,11 @@ class AppProcess(ChildProcess):
 
     name = "app"
 
-    def __init__(self, base: Path, port: int, pg_dsn: str, redis_url: str) -> None:
+    def __init__(self, base: Path, port: int, pg_dsn: str, redis_url: str, settings: AppConfig | None = None) -> None:
         super().__init__(base, port)
         self.pg_dsn = pg_dsn
         self.redis_url = redis_url
+        self.settings = settings or AppConfig()
 
     @property
     def url(self) -> str:
@@ -38,7 +40,11 @@ class AppProcess(ChildProcess):
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "harness.app", "--host", LOOPBACK, "--port", str(self.port),
-                "--pg-dsn", self.pg_dsn, "--redis-url", self.redis_url, "--events", str(self.events)]
+                "--pg-dsn", self.pg_dsn, "--redis-url", self.redis_url, "--events", str(self.events),
+                "--breaker-failure-threshold", str(self.settings.breaker_failure_threshold),
+                "--breaker-wait-in-open", str(self.settings.breaker_wait_in_open),
+                "--recovery-attempts", str(self.settings.recovery_attempts),
+                "--recovery-wait", str(self.settings.recovery_wait)]
 
     def ready(self) -> bool:
         return _answers(f"{self.url}/metrics")

@@ -68,7 +68,7 @@ class LocalEnvironment:
                 redis_port = self.proxy_ports.get("redis", self.redis.port)
                 self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
                                       pg_dsn=f"postgresql://postgres@{LOOPBACK}:{pg_port}/postgres",
-                                      redis_url=f"redis://{LOOPBACK}:{redis_port}/0")
+                                      redis_url=f"redis://{LOOPBACK}:{redis_port}/0", settings=self.config.app)
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)  # bad input leaves nothing behind
             raise

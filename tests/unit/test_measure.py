@@ -170,3 +170,48 @@ def test_percentile_nearest_rank() -> None:
 def test_streak_must_be_positive() -> None:
     with pytest.raises(ValueError, match="streak"):
         measure_fault(make_timeline("..."), streak=0)
+
+
+def test_breaker_and_recovery_measurements() -> None:
+    tl = make_timeline("....xxxxxxxx.....", inject_at=4 * DELTA, clear_at=11 * DELTA)
+    for i in range(5):
+        tl.event("breaker.failure", "postgres", t_ns=4 * DELTA + i * 10 * MS)
+    tl.event("breaker.state", "postgres", t_ns=5 * DELTA, **{"from": "closed", "to": "open"})
+    tl.event("recovery.start", "database_connection", t_ns=5 * DELTA + MS)
+    tl.event("recovery.end", "database_connection", t_ns=8 * DELTA, recovered=False)
+    tl.event("recovery.start", "database_connection", t_ns=9 * DELTA)
+    tl.event("recovery.end", "database_connection", t_ns=11 * DELTA + 50 * MS, recovered=True)
+    tl.event("breaker.state", "postgres", t_ns=11 * DELTA + 60 * MS, **{"from": "open", "to": "closed"})
+    for i in range(6, 10):  # rejected while OPEN, answered fast
+        tl.add_sample(Sample(i * DELTA + MS, "p", False, 2 * MS, "HTTP 503 (circuit open)", False))
+    m = measure_fault(tl, streak=3)
+    assert m.breaker.breaker == "postgres"
+    assert m.breaker.time_to_open_s == pytest.approx(0.1)
+    assert m.breaker.fail_fast_samples == 4 and m.breaker.fail_fast_p99_ms == pytest.approx(2.0)
+    assert m.breaker.time_to_close_s == pytest.approx(0.06)
+    assert (m.recovery.rounds, m.recovery.succeeded) == (2, True)
+    assert m.recovery.time_s == pytest.approx(0.649)
+    names = {o.name: o for o in judge_fault(m, Targets())}
+    assert names["breaker fail-fast latency p99"].passed is True
+    assert names["automatic recovery time"].passed is True
+    assert m.detected_by.startswith("probe") or "breaker" in m.detected_by
+
+
+def test_recovery_that_never_succeeds_fails_its_objective() -> None:
+    tl = make_timeline("....xxxxxx", inject_at=4 * DELTA)
+    tl.event("recovery.start", "database_connection", t_ns=5 * DELTA)
+    tl.event("recovery.end", "database_connection", t_ns=7 * DELTA, recovered=False)
+    m = measure_fault(tl, streak=3)
+    assert m.recovery.succeeded is False and m.recovery.time_s is None
+    assert {o.name: o for o in judge_fault(m, Targets())}["automatic recovery time"].passed is False
+
+
+def test_app_events_merge_from_jsonl(tmp_path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_text('{"t_ns": 5, "kind": "breaker.state", "source": "pg", "to": "open"}\n'
+                   '{"t_ns": -1, "kind": "old", "source": "x"}\n{"torn": \n'
+                   '{"t_ns": 7, "kind": "alert", "source": "r", "title": "t"}\n')
+    tl = Timeline(anchor_ns=0)
+    assert tl.merge_jsonl(log) == 2
+    assert [(e.kind, e.data) for e in tl.events] == [("breaker.state", {"to": "open"}), ("alert", {"title": "t"})]
+    assert Timeline(anchor_ns=0).merge_jsonl(tmp_path / "missing.jsonl") == 0
