@@ -111,15 +111,74 @@ def _fault_charts(tl: Timeline, fault: dict[str, Any]) -> list[str]:
     return charts
 
 
+STEP_LABELS = {"restore": "fetch / restore (pgBackRest, Redis RDB)", "start": "start / WAL replay (until promoted)",
+               "verify": "verify (rows vs snapshot, canary, Redis)", "serve": "serve (first good smoke test)"}
+
+
+def drill_context(result: dict[str, Any]) -> dict[str, Any]:
+    """The drill section's view of result.json: every key present, so the template stays strict."""
+    m = result.get("measurements", {})
+    drill = m.get("drill") or {}
+    sub = {s["name"]: s for s in m.get("restore_steps") or []}
+    steps = []
+    for name, label in STEP_LABELS.items():
+        detail = ""
+        if name == "restore":
+            detail = ", ".join(f"{k} {format_duration(v['duration_s'])}" for k, v in sub.items())
+        steps.append({"name": label, "duration": (drill.get("steps") or {}).get(name), "detail": detail})
+    verification = m.get("verification") or {}
+    checks = [{"name": k, "passed": c.get("passed"),
+               "detail": ", ".join(f"{a}={b}" for a, b in c.items() if a != "passed")}
+              for k, c in (verification.get("checks") or {}).items()]
+    if verification.get("smoke"):
+        checks.append({"name": "app smoke test (health, create + read an order)",
+                       "passed": verification["smoke"]["passed"], "detail": verification["smoke"]["detail"]})
+    return {"status": m.get("status", "—"), "error": m.get("error"), "set": m.get("backup_set"),
+            "backups": m.get("backups") or [], "steps": steps, "checks": checks,
+            "journal": [j | {"detail": ", ".join(f"{k}={v}" for k, v in (j.get("detail") or {}).items())}
+                        for j in result.get("steps") or []], "levers": m.get("levers") or {},
+            "pushed_wal": m.get("pushed_wal") or [], "repository": result["environment"].get("repository")}
+
+
+def _drill_charts(tl: Timeline, drill: dict[str, Any]) -> list[str]:
+    """Canary sequence acknowledged over time, probe samples, with disaster/declared/serving marked."""
+    rel = tl.rel_s
+    markers = [Marker(rel(drill[k]), label, color) for k, label, color in
+               (("t_disaster_ns", "disaster", "#b02a37"), ("t_declared_ns", "declared", "#fd7e14"),
+                ("t_serving_ns", "serving", "#146c43")) if drill.get(k)]
+    bands = []
+    if drill.get("t_declared_ns") and drill.get("t_serving_ns"):
+        bands.append(Band(rel(drill["t_declared_ns"]), rel(drill["t_serving_ns"]), "RTO"))
+    acks = [(rel(e.t_ns), float(e.data.get("seq", 0))) for e in tl.events if e.kind == "canary.ack"]
+    span = [x for x, _ in acks] + [rel(s.t_ns) for s in tl.samples] + [m.x for m in markers]
+    x_range = (min([0.0, *span]), max(span or [1.0]))
+    series = [Series(acks, "acknowledged seq", "#0d6efd", "line")]
+    if drill.get("rows_restored") is not None and acks:
+        series.append(Series([(x_range[0], float(drill["rows_restored"])), (x_range[1], float(drill["rows_restored"]))],
+                             "highest seq restored", "#198754", "line"))
+    charts = [render(Chart("Canary: sequence acknowledged over time (green: highest restored)",
+                           "seconds since run start", "seq", series, bands, markers, x_range=x_range))]
+    for probe in sorted({s.probe for s in tl.samples}):
+        samples = [s for s in tl.samples if s.probe == probe]
+        charts.append(render(Chart(f"Probe {probe}: good (1) or failed (0)", "seconds since run start", "good",
+                                   [Series([(rel(s.t_ns), 1.0 if s.good else 0.0) for s in samples],
+                                           "probe result", "#198754", "dots")], bands, markers,
+                                   y_max=1.05, x_range=x_range)))
+    return charts
+
+
 def build_context(result: dict[str, Any], tl: Timeline) -> dict[str, Any]:
     fault = result.get("measurements", {}).get("fault", {})
+    drill = result.get("measurements", {}).get("drill")
     objectives = [dict(o, target_text=format_target(o, "target"), achieved_text=format_target(o, "achieved"))
                   for o in result["objectives"]]
     events = [{"t": tl.rel_s(e.t_ns), "wall": tl.wall(e.t_ns).strftime("%H:%M:%S.%f")[:-3], "kind": e.kind,
                "source": e.source, "data": ", ".join(f"{k}={v}" for k, v in e.data.items())}
               for e in tl.events if e.kind not in (LOAD_SNAPSHOT, CANARY_ACK)]
     return {
-        "r": result, "fault": fault, "objectives": objectives, "charts": _fault_charts(tl, fault),
+        "r": result, "fault": fault, "objectives": objectives,
+        "charts": _drill_charts(tl, drill) if drill else _fault_charts(tl, fault),
+        "drill": drill, "dx": drill_context(result) if drill else None,
         "events": events, "samples": len(tl.samples),
         "bad_samples": sum(1 for s in tl.samples if not s.good),
     }

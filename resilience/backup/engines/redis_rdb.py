@@ -20,8 +20,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from resilience.backup.catalog import BackupPart, BackupType
-from resilience.backup.errors import EngineError
-from resilience.backup.repository import Repository
+from resilience.backup.errors import EngineError, RepositoryCorrupt
+from resilience.backup.repository import Repository, sha256_file
 from resilience.backup.runner import which
 from resilience.backup.targets import require_empty_dir
 
@@ -114,14 +114,28 @@ class RedisRdbEngine:
                           source_size=ref.size, meta={"rdb": ref.key, "source": f"{self.host}:{self.port}"})
 
     @staticmethod
+    def fetch(repo: Repository, part: BackupPart, target: Path) -> Path:
+        """Fetch-only restore: put the set's RDB as `dump.rdb` into an empty `target` dir and return it.
+
+        For callers that start Redis themselves (a drill's fresh environment): a redis-server
+        started there with `appendonly no` and the default dbfilename loads it.
+        """
+        target = require_empty_dir(target)
+        dest = target / "dump.rdb"
+        repo.get_file(part.meta["rdb"], dest)
+        ref = next((o for o in part.objects if o.key == part.meta["rdb"]), None)
+        if ref is not None and sha256_file(dest)[0] != ref.sha256:
+            raise RepositoryCorrupt(f"{repo.describe()}: {ref.key} does not match its recorded SHA-256")
+        return dest
+
+    @staticmethod
     def restore(repo: Repository, part: BackupPart, target: Path, port: int | None = None,
                 appendonly: bool = True, timeout: float = 120) -> RestoredRedis:
         """Start a new redis-server on the RDB in an empty `target` dir, on a loopback port."""
         from resilience.backup.postgres import free_port
 
         binary = which("redis-server", "install redis-server")
-        target = require_empty_dir(target)
-        repo.get_file(part.meta["rdb"], target / "dump.rdb")
+        target = RedisRdbEngine.fetch(repo, part, target).parent
         port = port or free_port()
         args = [binary, "--port", str(port), "--bind", LOOPBACK, "--dir", str(target), "--dbfilename", "dump.rdb",
                 "--daemonize", "no", "--save", "", "--appendonly", "no", "--logfile", str(target / "redis.log")]

@@ -1,0 +1,618 @@
+"""The DR drill: backups under load → disaster → restore into a FRESH environment → verify → serve.
+
+    source env (archiving WAL to the repository) ─ canary + Locust + probes
+      ─► Warmup ─► TakeBackup(full) ─► Hold ─► TakeBackup(incr) … ─► Hold
+      ─► Preflight: set chosen and verified, fresh environment's targets empty   (refusals stop HERE,
+      ─► Snapshot: per-row hashes of `orders`                                     source untouched)
+      ─► Disaster: pg_ctl stop -m immediate, data dir destroyed, Redis killed, its dir removed
+      ─► Restore (pgBackRest + RDB fetch into the fresh dirs) ─► Start ─► Verify ─► Serve
+      ─► measure_drill / judge_drill ─► result.json, timeline.csv, report.html
+
+A drill is data plus a journal (STYLE.md item 10): a `DrillPlan` is a tuple of frozen steps,
+each step's outcome is a `StepRecord`, and the run ends in one `DrillStatus`. Every number comes
+from the timeline (harness/measure.py, METRICS.md "Disaster recovery drills"). The restore never
+writes into the source environment: it builds a new one (`env.fresh`) on new ports and dirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from harness.canary import CanaryWriter
+from harness.config import Config, DrillConfig, DrillRepositoryConfig
+from harness.env.local import LocalEnvironment
+from harness.env.servers import chown_to_pg_user
+from harness.errors import ConfigError, HarnessError
+from harness.measure import (
+    CANARY_RESTORED,
+    DRILL_DECLARED,
+    DRILL_DISASTER,
+    DRILL_SERVING,
+    DrillMeasurements,
+    Objective,
+    Verdict,
+    judge_drill,
+    measure_drill,
+    verdict,
+)
+from harness.probes import HttpProbe, ProbeRunner
+from harness.results import RunRecord, new_run_id, write_run
+from harness.timeline import Timeline
+from resilience.backup import BackupManager, LocalRepository, PgBackRest, RedisRdbEngine
+from resilience.backup.catalog import BackupSet
+from resilience.backup.manager import RestoreTargets
+from resilience.errors import BackupError
+
+Progress = Callable[[str], None]
+EnvHook = Callable[[LocalEnvironment], None]
+ORDERS_HASHES = ("SELECT id, md5(ROW(id, customer, item, quantity, amount, created_at)::text) "
+                 "FROM orders ORDER BY id")
+
+
+class DrillStatus(StrEnum):
+    """How a drill ended (chaostoolkit's closed set, plus `deviated`)."""
+
+    COMPLETED = "completed"      # every step ran and the restore verified
+    DEVIATED = "deviated"        # it ran to the end, but the restored data differs from the snapshot
+    FAILED = "failed"            # a step broke after the disaster (the tool or the restore failed)
+    ABORTED = "aborted"          # refused before the disaster: bad input, the source is untouched
+    INTERRUPTED = "interrupted"  # Ctrl-C; both environments were torn down
+
+
+class DrillRefused(ConfigError):
+    """Bad input found before the disaster (unknown set, bad repository, target not empty): exit 2."""
+
+
+# -- the plan: frozen steps ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Warmup:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TakeBackup:
+    type: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Preflight:
+    set_id: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pass
+
+
+@dataclass(frozen=True)
+class Disaster:
+    push_wal: bool
+    detection_delay: float
+
+
+@dataclass(frozen=True)
+class Restore:
+    pass
+
+
+@dataclass(frozen=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True)
+class Verify:
+    pass
+
+
+@dataclass(frozen=True)
+class Serve:
+    timeout: float
+
+
+Step = Warmup | TakeBackup | Hold | Preflight | Snapshot | Disaster | Restore | Start | Verify | Serve
+DrillPlan = tuple[Step, ...]
+
+
+def plan_from_config(d: DrillConfig) -> DrillPlan:
+    """The default sequence for a [drill] section: backups per policy, then disaster and recovery."""
+    steps: list[Step] = [Warmup(d.warmup)]
+    for i, kind in enumerate(d.backups):
+        if i:
+            steps.append(Hold(d.backup_interval))
+        steps.append(TakeBackup(kind))
+    steps += [Hold(d.hold), Preflight(d.backup_id), Snapshot(), Disaster(d.push_wal, d.detection_delay),
+              Restore(), Start(), Verify(), Serve(d.serve_timeout)]
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One journal entry: what ran, when (monotonic ns), and how it ended."""
+
+    step: str
+    status: str  # completed | failed | skipped
+    started_ns: int
+    ended_ns: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"duration_s": (self.ended_ns - self.started_ns) / 1e9}
+
+
+@dataclass(frozen=True)
+class DrillHooks:
+    """Test hooks: called with the fresh environment (after it is created; before verification)."""
+
+    after_fresh: EnvHook | None = None
+    before_verify: EnvHook | None = None
+
+
+@dataclass(frozen=True)
+class DrillOutcome:
+    run_id: str
+    run_dir: Path
+    report: Path | None
+    verdict: Verdict
+    objectives: list[Objective]
+    status: DrillStatus
+    measurements: DrillMeasurements
+    backup_set: dict[str, Any] | None
+    verification: dict[str, Any]
+    error: str | None = None
+
+    def summary(self) -> str:
+        return f"{self.run_id}: {self.verdict.value} ({self.status.value})"
+
+
+def backup_set_summary(s: BackupSet) -> dict[str, Any]:
+    """The facts a report needs about one set: id, type, times, PostgreSQL LSN/WAL range, sizes."""
+    out: dict[str, Any] = {"id": s.id, "type": str(s.type), "parent": s.parent,
+                           "started_at": s.started_at.isoformat(), "finished_at": s.finished_at.isoformat(),
+                           "parts": {}}
+    for p in s.parts:
+        meta = {k: p.meta.get(k) for k in ("label", "pgbackrest_type", "lsn_start", "lsn_stop", "wal_start",
+                                            "wal_stop", "repo_size") if k in p.meta}
+        out["parts"][p.name] = {"engine": p.engine, "size": p.size, "source_size": p.source_size, **meta}
+    pg = out["parts"].get("postgres", {})
+    out["lsn_range"] = f"{pg['lsn_start']} → {pg['lsn_stop']}" if pg.get("lsn_start") else None
+    out["wal_range"] = f"{pg['wal_start']} → {pg['wal_stop']}" if pg.get("wal_start") else None
+    out["size"] = sum(p.size for p in s.parts)
+    return out
+
+
+def make_repository(rc: DrillRepositoryConfig, scratch: Path):
+    """The configured repository (a temp dir under `scratch` by default); one-line DrillRefused if unusable."""
+    if rc.kind == "local":
+        return LocalRepository(Path(rc.path) if rc.path else scratch / "repo")
+    missing = [k for k in ("endpoint_url", "bucket", "access_key", "secret_key") if not getattr(rc, k)]
+    if missing:
+        raise DrillRefused(f"drill.repository: kind = \"s3\" needs {', '.join(missing)}")
+    from resilience.backup import PgBackRestS3, S3Repository
+
+    return S3Repository(endpoint_url=rc.endpoint_url, bucket=rc.bucket, prefix=rc.prefix, region=rc.region,
+                        access_key=rc.access_key, secret_key=rc.secret_key, verify=rc.ca_file or rc.verify_tls,
+                        pgbackrest=PgBackRestS3(host=rc.pgbackrest_host, port=rc.pgbackrest_port,
+                                                ca_file=rc.ca_file, verify_tls=rc.verify_tls))
+
+
+def smoke(app_url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """The reference app's smoke test: /health 200, create an order, read it back unchanged."""
+    try:
+        with httpx.Client(base_url=app_url, timeout=timeout) as client:
+            health = client.get("/health")
+            if health.status_code != 200:
+                return False, f"/health: HTTP {health.status_code}"
+            body = {"customer": "drill-smoke", "item": "canary", "quantity": 1, "amount": 1.5}
+            created = client.post("/orders", json=body)
+            if created.status_code != 201:
+                return False, f"POST /orders: HTTP {created.status_code}"
+            order = created.json()
+            read = client.get(f"/orders/{order['id']}")
+            if read.status_code != 200 or read.json().get("item") != "canary":
+                return False, f"GET /orders/{order['id']}: HTTP {read.status_code}"
+            return True, f"order {order['id']} created and read back"
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class DrillRunner:
+    """Runs one DR drill against a new local environment and writes its results and report."""
+
+    def __init__(self, config: Config, results_dir: Path | None = None, *, plan: DrillPlan | None = None,
+                 progress: Progress | None = None, hooks: DrillHooks | None = None,
+                 scenario: str = "dr_restore") -> None:
+        self.config = config
+        self.results_dir = Path(results_dir or config.run.results_dir)
+        self.plan = plan or plan_from_config(config.drill)
+        self.progress = progress or (lambda _msg: None)
+        self.hooks = hooks or DrillHooks()
+        self.scenario = scenario
+
+    # -- run -------------------------------------------------------------------------------------
+    def run(self) -> DrillOutcome:
+        cfg, d = self.config, self.config.drill
+        run_id = new_run_id(self.scenario)
+        run_dir = self.results_dir / run_id
+        tl = Timeline()
+        started = datetime.now(UTC)
+        st = _State(tl=tl, run_dir=run_dir)
+        status, error = DrillStatus.COMPLETED, None
+        with ExitStack() as stack:
+            scratch = Path(tempfile.mkdtemp(prefix="chaosdrill-drill-"))
+            chown_to_pg_user(scratch)
+            stack.callback(shutil.rmtree, scratch, True)
+            try:
+                self._prepare(st, stack, scratch)
+            except (BackupError, HarnessError) as exc:
+                raise DrillRefused(f"drill refused before the disaster: {_one_line(exc)}") from None
+            for step in self.plan:
+                name = type(step).__name__
+                t0 = tl.now_ns()
+                try:
+                    detail = self._do(step, st) or {}
+                    st.journal.append(StepRecord(name, "completed", t0, tl.now_ns(), detail))
+                except (BackupError, HarnessError, psycopg.Error, OSError) as exc:
+                    st.journal.append(StepRecord(name, "failed", t0, tl.now_ns(), {"error": _one_line(exc)}))
+                    if not st.disaster_done:  # nothing destroyed yet: bad input, the source is untouched
+                        raise DrillRefused(f"drill refused at {name} (source untouched): {_one_line(exc)}") \
+                            from None
+                    status, error = DrillStatus.FAILED, f"{name}: {_one_line(exc)}"
+                    tl.event("drill.failed", "drill", step=name, error=_one_line(exc))
+                    self.progress(f"drill failed at {name}: {_one_line(exc)}")
+                    break
+                if isinstance(step, Verify) and not st.verification.get("passed"):
+                    status = DrillStatus.DEVIATED
+            self._stop_observers(st)
+            m = measure_drill(tl, backup_end_wall=st.chosen.finished_at if st.chosen else None)
+            objectives = judge_drill(m, cfg.targets)
+            result = verdict(objectives)
+            if status is not DrillStatus.COMPLETED:
+                result = Verdict.FAILED
+            record = RunRecord(
+                run_id=run_id, scenario=self.scenario, started_at=started.isoformat(),
+                finished_at=datetime.now(UTC).isoformat(), verdict=result.value,
+                objectives=[o.__dict__ for o in objectives],
+                measurements={"drill": m.to_dict(), "status": status.value, "error": error,
+                              "backup_set": st.chosen_summary, "backups": st.backups,
+                              "verification": st.verification, "restore_steps": st.restore_steps,
+                              "rows_at_backup": st.rows_at_backup, "pushed_wal": st.pushed_wal,
+                              "levers": {"archive_timeout_s": d.archive_timeout, "push_wal": d.push_wal,
+                                         "detection_delay_s": d.detection_delay}},
+                config=cfg.model_dump(mode="json"),
+                environment={"kind": "local", "id": st.source.id if st.source else None,
+                             "description": self._describe(), "versions": st.versions,
+                             "source": st.source_state, "restored": st.fresh.state() if st.fresh else None,
+                             "repository": st.repo.describe() if st.repo else None},
+                load=st.load_stats, steps=[r.to_dict() for r in st.journal],
+                notes=[error] if error else [],
+            )
+            write_run(run_dir, record, tl)
+        report = self._render(run_dir)
+        return DrillOutcome(run_id, run_dir, report, result, objectives, status, m, st.chosen_summary,
+                            st.verification, error)
+
+    def _describe(self) -> str:
+        d = self.config.drill
+        levers = [f"archive_timeout {d.archive_timeout:g} s" if d.archive_timeout else "archive_timeout off"]
+        if d.push_wal:
+            levers.append("crashed primary's WAL pushed")
+        return (f"DR drill: backups {'+'.join(d.backups)}, disaster (PostgreSQL stopped -m immediate, data "
+                f"destroyed; Redis killed), restore into a fresh environment; {', '.join(levers)}")
+
+    # -- setup and teardown ----------------------------------------------------------------------
+    def _prepare(self, st: _State, stack: ExitStack, scratch: Path) -> None:
+        cfg, d = self.config, self.config.drill
+        st.repo = make_repository(d.repository, scratch)
+        st.repo.init()
+        st.repo.check()
+        source = LocalEnvironment(cfg.environment.local, label="drill-src")
+        stack.callback(source.down)
+        st.source = source
+        br = PgBackRest(repo=st.repo, workdir=scratch / "pgbackrest", pg_data=source.postgres.data,
+                        pg_port=source.postgres.port, pg_socket_dir=source.postgres.base)
+        # archiving to the repository; archive_timeout is the RPO lever (RECIPES.md §3)
+        source.postgres.settings.update(br.archive_settings(archive_timeout=d.archive_timeout or None)
+                                        | {"synchronous_commit": "on"})
+        self.progress(f"starting source environment {source.id}")
+        source.up()
+        st.versions = source.versions()
+        st.source_state = source.state()
+        st.manager = BackupManager(st.repo, pg=br, redis=RedisRdbEngine(port=source.redis.port))
+        st.manager.setup()
+        _seed_orders(source.app_url, 20)
+        st.canary = CanaryWriter(source.postgres.port, st.tl, interval_s=d.canary_interval).start()
+        stack.callback(st.canary.stop)
+        if d.load and cfg.load.enabled:
+            from harness.load import LoadRun
+
+            st.load = LoadRun(source.app_url, st.run_dir / "load", cfg.load.users, cfg.load.spawn_rate,
+                              cfg.load.throughput_per_user).start()
+            stack.callback(self._stop_load, st)
+        probes = [HttpProbe(f"source {name}", source.app_url + p.path, p.timeout, p.latency_threshold,
+                            p.expect_status) for name, p in cfg.probes.items()]
+        st.probes = ProbeRunner(probes, st.tl, cfg.run.probe_interval).start()
+        stack.callback(self._stop_observers, st)
+        st.stack = stack
+
+    def _stop_load(self, st: _State) -> None:
+        if st.load is not None and st.load.stats is None:
+            try:
+                st.load_stats = st.load.stop().to_dict()
+                st.load.record(st.tl, bucket_s=self.config.run.probe_interval)
+            except HarnessError as exc:
+                st.tl.event("load.error", "locust", error=_one_line(exc))
+
+    def _stop_observers(self, st: _State) -> None:
+        for runner in (st.probes, st.fresh_probes):
+            if runner is not None:
+                try:
+                    runner.stop()
+                except Exception as exc:  # noqa: BLE001 - a broken prober must not hide the drill's outcome
+                    st.tl.event("probe.error", "drill", error=_one_line(exc))
+        st.probes = st.fresh_probes = None
+        if st.canary is not None:
+            st.canary.stop()
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _do(self, step: Step, st: _State) -> dict[str, Any] | None:
+        tl = st.tl
+        match step:
+            case Warmup(seconds) | Hold(seconds):
+                self.progress(f"{type(step).__name__.lower()} {seconds:g} s (canary every "
+                              f"{self.config.drill.canary_interval * 1000:g} ms)")
+                time.sleep(seconds)
+            case TakeBackup(kind):
+                st.rows_at_backup = _count_orders(st.source.postgres.port)
+                self.progress(f"backup {kind} ({st.rows_at_backup} orders committed before it began)")
+                s = st.manager.backup(kind)
+                summary = backup_set_summary(s)
+                st.backups.append(summary | {"rows_before": st.rows_at_backup})
+                tl.event("drill.backup", "drill", id=s.id, type=str(s.type), lsn=summary["lsn_range"],
+                         rows_before=st.rows_at_backup)
+                return {"set": s.id, "type": str(s.type)}
+            case Preflight(set_id):
+                return self._preflight(st, set_id)
+            case Snapshot():
+                self._stop_load(st)
+                time.sleep(0.2)  # requests in flight commit or fail before the snapshot
+                with _connect(st.source.postgres.port) as conn:
+                    st.snapshot = dict(conn.execute(ORDERS_HASHES).fetchall())
+                digest = hashlib.sha256("".join(f"{k}:{v};" for k, v in st.snapshot.items()).encode()).hexdigest()
+                tl.event("drill.snapshot", "drill", rows=len(st.snapshot), sha256=digest)
+                return {"rows": len(st.snapshot), "sha256": digest}
+            case Disaster(push_wal, delay):
+                return self._disaster(st, push_wal, delay)
+            case Restore():
+                return self._restore(st)
+            case Start():
+                tl.event("drill.start.start", "drill")
+                self.progress(f"starting the restored environment {st.fresh.id}")
+                # the restored copy must never archive into the source's repository
+                st.fresh.postgres.settings = {"archive_mode": "off", "synchronous_commit": "on"}
+                st.fresh.up(init_postgres=False)
+                tl.event("drill.start.end", "drill", postgres_port=st.fresh.postgres.port,
+                         app=st.fresh.app_url)
+                probes = [HttpProbe(f"restored {name}", st.fresh.app_url + p.path, p.timeout, p.latency_threshold,
+                                    p.expect_status) for name, p in self.config.probes.items()]
+                st.fresh_probes = ProbeRunner(probes, tl, self.config.run.probe_interval).start()
+            case Verify():
+                return self._verify(st)
+            case Serve(timeout):
+                return self._serve(st, timeout)
+        return None
+
+    def _preflight(self, st: _State, set_id: str) -> dict[str, Any]:
+        """Everything that can refuse, checked while the source still runs: set, repository, targets."""
+        self.progress(f"preflight: selecting backup set {set_id!r} and verifying it")
+        st.chosen = st.manager.select(set_id)
+        st.chosen_summary = backup_set_summary(st.chosen)
+        report = st.manager.verify(st.chosen.id)
+        if not report.ok:
+            raise DrillRefused(f"backup set {st.chosen.id} failed verification: {report.problems[0]}")
+        st.fresh = st.source.fresh(start=False)
+        st.stack.callback(st.fresh.down)
+        if self.hooks.after_fresh:
+            self.hooks.after_fresh(st.fresh)
+        if st.fresh.base == st.source.base or st.fresh.postgres.port == st.source.postgres.port:
+            raise DrillRefused("the fresh environment shares a directory or port with the source")
+        for target in (st.fresh.postgres.data, st.fresh.redis.base):
+            if target.exists() and (not target.is_dir() or any(target.iterdir())):
+                raise DrillRefused(f"restore target {target} is not empty; restores only go into new directories")
+        return {"set": st.chosen.id, "verified_objects": report.objects_checked, "fresh": st.fresh.id}
+
+    def _disaster(self, st: _State, push_wal: bool, delay: float) -> dict[str, Any]:
+        tl, src = st.tl, st.source
+        self.progress("DISASTER: PostgreSQL stopped -m immediate, Redis killed")
+        st.canary.disaster()
+        if st.probes is not None:
+            st.probes.stop()
+            st.probes = None
+        t_kill = tl.now_ns()
+        st.disaster_done = True
+        src.postgres.stop("immediate")
+        tl.event(DRILL_DISASTER, "drill", kill_started_ns=t_kill, what="pg_ctl stop -m immediate; Redis SIGKILL")
+        src.redis.kill()
+        if delay:
+            time.sleep(delay)
+        tl.event(DRILL_DECLARED, "drill", detection_delay_s=delay)
+        if push_wal:  # RPO lever: the crashed primary's disk is still readable (RECIPES.md §3 E)
+            tl.event("drill.push_wal.start", "drill")
+            try:
+                st.pushed_wal = st.manager.pg.push_wal(src.postgres.data)
+            except BackupError as exc:
+                tl.event("drill.push_wal.error", "drill", error=_one_line(exc))
+            tl.event("drill.push_wal.end", "drill", segments=st.pushed_wal)
+        # Destroyed = gone from where anything could use it. The files are moved aside in one rename
+        # and deleted at teardown, so deleting them does not compete with the restore being timed.
+        graveyard = src.base / "destroyed"
+        graveyard.mkdir(exist_ok=True)
+        for doomed in (src.postgres.data, src.redis.base):
+            if doomed.exists():
+                doomed.rename(graveyard / f"{doomed.parent.name}-{doomed.name}")
+        st.canary.stop()
+        tl.event("drill.source_destroyed", "drill", pg_data=str(src.postgres.data), redis_dir=str(src.redis.base))
+        return {"pushed_wal": st.pushed_wal, "last_acked": st.canary.last_seq}
+
+    def _restore(self, st: _State) -> dict[str, Any]:
+        tl, fresh = st.tl, st.fresh
+        self.progress(f"restoring backup set {st.chosen.id} into {fresh.base}")
+        tl.event("drill.restore.start", "drill", set=st.chosen.id)
+        fresh.postgres.base.mkdir(parents=True, exist_ok=True)
+        chown_to_pg_user(fresh.postgres.base)
+        restore_steps: list[dict[str, Any]] = []
+
+        def on_step(name: str, phase: str, t_ns: int) -> None:
+            tl.event(f"restore.{name}.{phase}", "backup", t_ns=t_ns)
+
+        st.manager.on_step = on_step
+        result = st.manager.restore(st.chosen.id, RestoreTargets(pg_data=fresh.postgres.data,
+                                                                 pg_port=fresh.postgres.port),
+                                    start=False, parts=("postgres",))
+        restore_steps += [{"name": s.name, "duration_s": s.duration_s} for s in result.steps]
+        if any(p.name == "redis" for p in st.chosen.parts):
+            t0 = tl.now_ns()
+            rdb = RedisRdbEngine.fetch(st.repo, st.chosen.part("redis"), fresh.redis.base)
+            restore_steps.append({"name": "redis.fetch", "duration_s": (tl.now_ns() - t0) / 1e9,
+                                  "bytes": rdb.stat().st_size})
+        st.restore_steps = restore_steps
+        tl.event("drill.restore.end", "drill", steps=len(restore_steps))
+        return {"steps": restore_steps}
+
+    def _verify(self, st: _State) -> dict[str, Any]:
+        tl = st.tl
+        if self.hooks.before_verify:
+            self.hooks.before_verify(st.fresh)
+        self.progress("verifying the restored data against the snapshot")
+        tl.event("drill.verify.start", "drill")
+        checks: dict[str, dict[str, Any]] = {}
+        with _connect(st.fresh.postgres.port) as conn:
+            restored = dict(conn.execute(ORDERS_HASHES).fetchall())
+            canary = conn.execute("SELECT max(seq), count(*), min(seq), "
+                                  "(SELECT written_at FROM canary ORDER BY seq DESC LIMIT 1) FROM canary").fetchone()
+        unknown = sorted(i for i in restored if i not in st.snapshot)
+        changed = sorted(i for i in restored if i in st.snapshot and restored[i] != st.snapshot[i])
+        checks["orders subset of snapshot"] = {
+            "passed": not unknown and not changed, "restored": len(restored), "snapshot": len(st.snapshot),
+            "changed": changed[:20], "unknown": unknown[:20]}
+        floor = st.rows_at_backup or 0
+        checks["orders count ≥ rows committed before the backup"] = {
+            "passed": len(restored) >= floor, "restored": len(restored), "required": floor}
+        max_seq, count, min_seq, newest = canary
+        contiguous = max_seq is None or count == max_seq - min_seq + 1
+        checks["canary rows contiguous"] = {"passed": contiguous, "rows": count, "max_seq": max_seq}
+        tl.event(CANARY_RESTORED, "drill", max_seq=max_seq,
+                 max_written_at=newest.isoformat() if newest else None, rows=count)
+        import redis as redis_lib
+
+        r = redis_lib.Redis(host="127.0.0.1", port=st.fresh.redis.port, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            keys = r.dbsize()
+        finally:
+            r.close()
+        checks["redis restored from its RDB"] = {"passed": True, "keys": keys}
+        passed = all(c["passed"] for c in checks.values())
+        st.verification = {"passed": passed, "checks": checks, "lost_orders": len(st.snapshot) - len(restored)}
+        tl.event("drill.verify.end", "drill", passed=passed,
+                 failed=[k for k, c in checks.items() if not c["passed"]])
+        return {"passed": passed}
+
+    def _serve(self, st: _State, timeout: float) -> dict[str, Any]:
+        tl = st.tl
+        if not st.verification.get("passed"):
+            return {"skipped": "verification failed: a restore that differs from the snapshot is not served"}
+        tl.event("drill.serve.start", "drill")
+        deadline = time.monotonic() + timeout
+        while True:
+            t0 = tl.now_ns()
+            ok, detail = smoke(st.fresh.app_url)
+            if ok:
+                tl.event(DRILL_SERVING, "drill", t_ns=t0, smoke=detail)
+                break
+            if time.monotonic() > deadline:
+                tl.event("drill.serve.timeout", "drill", last=detail)
+                break
+            time.sleep(0.05)
+        tl.event("drill.serve.end", "drill", ok=ok, smoke=detail)
+        st.verification["smoke"] = {"passed": ok, "detail": detail}
+        self.progress(f"smoke test against the restored app: {detail}")
+        time.sleep(0.5)  # a few probe samples of the restored app for the report
+        return {"ok": ok, "smoke": detail}
+
+    @staticmethod
+    def _render(run_dir: Path) -> Path | None:
+        from reports.run_report import render_run_report
+
+        return render_run_report(run_dir)
+
+
+@dataclass
+class _State:
+    """What one drill holds while it runs (private: the outcome and the record are the API)."""
+
+    tl: Timeline
+    run_dir: Path
+    repo: Any = None
+    source: LocalEnvironment | None = None
+    fresh: LocalEnvironment | None = None
+    manager: BackupManager | None = None
+    canary: CanaryWriter | None = None
+    load: Any = None
+    load_stats: dict[str, Any] | None = None
+    probes: ProbeRunner | None = None
+    fresh_probes: ProbeRunner | None = None
+    stack: ExitStack | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    source_state: dict[str, Any] | None = None
+    backups: list[dict[str, Any]] = field(default_factory=list)
+    rows_at_backup: int | None = None
+    chosen: BackupSet | None = None
+    chosen_summary: dict[str, Any] | None = None
+    snapshot: dict[int, str] = field(default_factory=dict)
+    disaster_done: bool = False
+    pushed_wal: list[str] = field(default_factory=list)
+    restore_steps: list[dict[str, Any]] = field(default_factory=list)
+    verification: dict[str, Any] = field(default_factory=dict)
+    journal: list[StepRecord] = field(default_factory=list)
+
+
+def _connect(port: int) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=3,
+                           autocommit=True, options="-c statement_timeout=30000")
+
+
+def _count_orders(port: int) -> int:
+    with _connect(port) as conn:
+        return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+
+
+def _seed_orders(app_url: str, n: int) -> None:
+    """A few orders through the app, so `orders` exists and has rows even without load."""
+    with httpx.Client(base_url=app_url, timeout=5) as client:
+        for i in range(n):
+            r = client.post("/orders", json={"customer": f"seed-{i}", "item": "widget", "quantity": 1 + i % 5,
+                                             "amount": 9.99 + i})
+            if r.status_code != 201:
+                raise HarnessError(f"seeding orders through the app failed: HTTP {r.status_code}")
