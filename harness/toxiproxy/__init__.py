@@ -18,6 +18,7 @@ from harness.toxiproxy.errors import (
     ToxiproxyUnreachable,
 )
 from harness.toxiproxy.models import Proxy, Toxic
+from harness.toxiproxy.server import ThreadedToxiproxyServer, ToxiproxyServer, serve
 
 __all__ = [
     "AlreadyExists",
@@ -25,10 +26,13 @@ __all__ = [
     "BadRequest",
     "Proxy",
     "ProxyNotFound",
+    "ThreadedToxiproxyServer",
     "Toxic",
     "ToxicNotFound",
     "ToxiproxyClient",
     "ToxiproxyError",
+    "ToxiproxyServer",
     "ToxiproxyServerError",
     "ToxiproxyUnreachable",
+    "serve",
 ]

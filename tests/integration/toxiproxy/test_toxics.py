@@ -5,6 +5,7 @@ Timing is checked loosely: these prove behaviour; bench/bench_toxiproxy.py measu
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -92,6 +93,9 @@ def test_slow_close_delays_fin(tp, echo_proxy):
     s.close()
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("TOXIPROXY_URL")), reason="real Toxiproxy drops the reply (no half-close)"
+)
 def test_half_close_delivers_reply_in_flight(echo_proxy):
     """Deliberate deviation: a clean FIN is passed on as a half-close, so the echo arrives."""
     for _ in range(5):

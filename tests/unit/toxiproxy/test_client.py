@@ -136,3 +136,22 @@ async def test_async_twin_same_api():
 
     async with AsyncToxiproxyClient("http://tp", transport=httpx.MockTransport(handler)) as tp:
         assert await tp.version() == "2.12.0"
+
+
+def test_exported_members():
+    import harness.toxiproxy as pkg
+
+    assert sorted(pkg.__all__) == pkg.__all__ or sorted(pkg.__all__, key=str.lower) == pkg.__all__
+    public = {n for n in dir(pkg) if not n.startswith("_")} - {
+        "client",
+        "errors",
+        "models",
+        "server",
+        "api",
+        "gojson",
+        "metrics",
+        "pipeline",
+        "proxy",
+        "toxics",
+    }
+    assert public == set(pkg.__all__)
