@@ -333,8 +333,8 @@ def render(rows: list[dict], env: dict) -> tuple[Table, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=100_000, help="calls per round per case (default 100000)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; best counts (default 5)")
+    parser.add_argument("--calls", type=int, default=50_000, help="calls per round per case (default 50000)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds; best counts (default 15)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where breaker.md/json go")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import itertools
 import logging
 import math
 import threading
@@ -141,7 +142,10 @@ class CircuitBreaker:
         self._open_attempts = 0
         self._ho_issued = self._ho_done = self._ho_failed = self._ho_slow = 0
         # lifetime counters (successes are derived: recorded - failures)
-        self._failures = self._slow_calls = self._rejected = self._ignored = 0
+        self._failures = self._slow_calls = self._ignored = 0
+        self._rejections = itertools.count(1)  # next() is atomic under the GIL: exact across threads
+        self._count_rejection = self._rejections.__next__
+        self._rejections_read = 0
         self._ho_recorded = 0
         self._times_opened = 0
 
@@ -242,6 +246,12 @@ class CircuitBreaker:
             else:
                 self._transition(CLOSED, self._now(), "reset")
 
+    @property
+    def rejected(self) -> int:
+        """Calls refused so far. Reading advances the counter once, so reads are subtracted."""
+        self._rejections_read += 1
+        return next(self._rejections) - self._rejections_read
+
     def retry_after(self) -> float:
         """Seconds until a trial call may run (0 when calls are admitted, inf when FORCED_OPEN)."""
         st = self._state
@@ -264,7 +274,7 @@ class CircuitBreaker:
                 successes=recorded - self._failures,
                 failures=self._failures,
                 slow_calls=self._slow_calls,
-                rejected=self._rejected,
+                rejected=self.rejected,
                 ignored=self._ignored,
                 window_calls=w_calls,
                 window_failures=w_fail,
@@ -280,44 +290,100 @@ class CircuitBreaker:
         return f"CircuitBreaker({self.name!r}, state={self._state.value})"
 
     # ------------------------------------------------------------------ fast paths
-    def _closed_plain(self, fn, /, *args, **kwargs):
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._on_exception(None, exc, 0, self._now())
-            raise
-        w = self._window
-        w.n = n = w.n + 1
-        if n == self._min_calls:
-            self._check_rates(self._now())
-        return result
+    # Built as closures whenever the state (or the set of listeners) changes: every setting
+    # they read is a closure constant, which is cheaper than an attribute of self, and the
+    # stored function needs no method binding. ``fn(*args)`` when there are no keyword
+    # arguments skips copying an empty dict on every call.
+    def _make_closed_plain(self):
+        now, w, min_calls = self._now, self._window, self._min_calls
+        on_exception, check_rates = self._on_exception, self._check_rates
 
-    def _closed_timed(self, fn, /, *args, **kwargs):
-        now = self._now
-        start = now()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._on_exception(None, exc, start, now())
-            raise
-        end = now()
-        w = self._window
-        if end - start < self._slow_ns and end < w.bucket_end:
+        def call(fn, /, *args, **kwargs):
+            try:
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
+            except BaseException as exc:
+                on_exception(None, exc, 0, now())
+                raise
             w.n = n = w.n + 1
-            if n == self._min_calls:
-                self._check_rates(end)
+            if n == min_calls:
+                check_rates(now())
             return result
-        self._on_success(None, start, end)
-        return result
 
-    def _open_reject(self, fn, /, *args, **kwargs):
-        now = self._now()
-        if now < self._open_until:
-            self._rejected += 1
-            if self._on_rejected_hooks:
-                self._emit_rejected(now, (self._open_until - now) / 1e9)
-            raise _CircuitOpenNs(self.name, self._open_until - now)
-        return self._guarded(fn, *args, **kwargs)
+        async def acall(fn, /, *args, **kwargs):
+            try:
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except BaseException as exc:
+                on_exception(None, exc, 0, now())
+                raise
+            w.n = n = w.n + 1
+            if n == min_calls:
+                check_rates(now())
+            return result
+
+        return call, acall
+
+    def _make_closed_timed(self):
+        now, w, min_calls, slow_ns = self._now, self._window, self._min_calls, self._slow_ns
+        on_exception, on_success, check_rates = self._on_exception, self._on_success, self._check_rates
+
+        def call(fn, /, *args, **kwargs):
+            start = now()
+            try:
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
+            except BaseException as exc:
+                on_exception(None, exc, start, now())
+                raise
+            end = now()
+            if end - start < slow_ns and end < w.bucket_end:
+                w.n = n = w.n + 1
+                if n == min_calls:
+                    check_rates(end)
+                return result
+            on_success(None, start, end)  # slow call or window roll: the locked path
+            return result
+
+        async def acall(fn, /, *args, **kwargs):
+            start = now()
+            try:
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except BaseException as exc:
+                on_exception(None, exc, start, now())
+                raise
+            end = now()
+            if end - start < slow_ns and end < w.bucket_end:
+                w.n = n = w.n + 1
+                if n == min_calls:
+                    check_rates(end)
+                return result
+            on_success(None, start, end)
+            return result
+
+        return call, acall
+
+    def _make_open_reject(self):
+        now, until, name, guarded, aguarded = self._now, self._open_until, self.name, self._guarded, self._aguarded
+        rejected = self._count_rejection
+        emit = self._emit_rejected if self._on_rejected_hooks else None
+
+        def call(fn, /, *args, **kwargs):
+            t = now()
+            if t < until:
+                rejected()
+                if emit is not None:
+                    emit(t, (until - t) / 1e9)
+                raise _CircuitOpenNs(name, until - t)
+            return guarded(fn, *args, **kwargs)  # wait is over: HALF_OPEN admission
+
+        async def acall(fn, /, *args, **kwargs):
+            t = now()
+            if t < until:
+                rejected()
+                if emit is not None:
+                    emit(t, (until - t) / 1e9)
+                raise _CircuitOpenNs(name, until - t)
+            return await aguarded(fn, *args, **kwargs)
+
+        return call, acall
 
     def _guarded(self, fn, /, *args, **kwargs):
         token = self._acquire()
@@ -332,45 +398,6 @@ class CircuitBreaker:
             raise
         self._on_success(token, start, now())
         return result
-
-    async def _aclosed_plain(self, fn, /, *args, **kwargs):
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self._on_exception(None, exc, 0, self._now())
-            raise
-        w = self._window
-        w.n = n = w.n + 1
-        if n == self._min_calls:
-            self._check_rates(self._now())
-        return result
-
-    async def _aclosed_timed(self, fn, /, *args, **kwargs):
-        now = self._now
-        start = now()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self._on_exception(None, exc, start, now())
-            raise
-        end = now()
-        w = self._window
-        if end - start < self._slow_ns and end < w.bucket_end:
-            w.n = n = w.n + 1
-            if n == self._min_calls:
-                self._check_rates(end)
-            return result
-        self._on_success(None, start, end)
-        return result
-
-    async def _aopen_reject(self, fn, /, *args, **kwargs):
-        now = self._now()
-        if now < self._open_until:
-            self._rejected += 1
-            if self._on_rejected_hooks:
-                self._emit_rejected(now, (self._open_until - now) / 1e9)
-            raise _CircuitOpenNs(self.name, self._open_until - now)
-        return await self._aguarded(fn, *args, **kwargs)
 
     async def _aguarded(self, fn, /, *args, **kwargs):
         token = self._acquire()
@@ -392,12 +419,9 @@ class CircuitBreaker:
         needs_events = bool(self._hooks.get("on_success") or self._hooks.get("on_failure")
                             or self._hooks.get("on_slow_call"))
         if st is CLOSED and not needs_events:
-            if self._timed:
-                self.call, self.acall = self._closed_timed, self._aclosed_timed
-            else:
-                self.call, self.acall = self._closed_plain, self._aclosed_plain
+            self.call, self.acall = self._make_closed_timed() if self._timed else self._make_closed_plain()
         elif st is OPEN:
-            self.call, self.acall = self._open_reject, self._aopen_reject
+            self.call, self.acall = self._make_open_reject()
         else:
             self.call, self.acall = self._guarded, self._aguarded
 
@@ -425,7 +449,7 @@ class CircuitBreaker:
                 retry = 0.0
             elif st is FORCED_OPEN:
                 retry = math.inf
-            self._rejected += 1
+            self._count_rejection()
         if self._on_rejected_hooks:
             self._emit_rejected(now, retry)
         raise CircuitOpenError(self.name, retry)

@@ -319,7 +319,7 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def _reject(self, state: BreakerState, retry_ms: int) -> CircuitOpenError:
         retry = float("inf") if retry_ms < 0 else retry_ms / 1000
-        self._rejected += 1
+        self._count_rejection()
         if self._on_rejected_hooks:
             self._emit("on_rejected", CallRejected(self.name, self._now(), state, retry))
         return CircuitOpenError(self.name, retry)
