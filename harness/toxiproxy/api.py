@@ -210,7 +210,8 @@ class ApiHandler:
         return Response(200, self.metrics.render(self.collection), [("Content-Type", METRICS_CONTENT_TYPE)])
 
     async def proxy_index(self, req: Request) -> Response:
-        return _json_response({name: p.to_json() for name, p in self.collection.proxies.items()})
+        # Go's json.Marshal writes map keys sorted
+        return _json_response({name: p.to_json() for name, p in sorted(self.collection.proxies.items())})
 
     async def proxy_create(self, req: Request) -> Response:
         async with self.collection.lock:
