@@ -120,6 +120,38 @@ def _print_outcomes(outcomes: list) -> None:
 
 
 @app.command()
+def drill(
+    config: ConfigOpt = None,
+    results: Annotated[Path | None, typer.Option(help="results directory (default from config)")] = None,
+    backup_id: Annotated[str | None, typer.Option(help="backup set to restore (default drill.backup_id: latest)")] = None,
+    archive_timeout: Annotated[str | None, typer.Option(help="RPO lever, e.g. 1s; 0 = off (default drill.archive_timeout)")] = None,
+    push_wal: Annotated[bool | None, typer.Option("--push-wal/--no-push-wal", help="push the crashed primary's WAL before restoring")] = None,
+) -> None:
+    """Run one DR drill: backups under load, disaster, restore into a fresh environment, verify; RTO and RPO."""
+    from harness.config import parse_config
+    from harness.drill import DrillRunner, DrillStatus
+
+    cfg = load_config(config)
+    overrides = {k: v for k, v in {"backup_id": backup_id, "archive_timeout": archive_timeout,
+                                   "push_wal": push_wal}.items() if v is not None}
+    if overrides:
+        data = cfg.model_dump(mode="json", exclude_defaults=True)
+        cfg = parse_config(data | {"drill": data.get("drill", {}) | overrides}, "command line")
+    with live.status("[bold]starting the drill") as status:
+        def progress(message: str) -> None:
+            status.update(f"[bold]{message}")
+            live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
+
+        outcome = DrillRunner(cfg, (results or Path(cfg.run.results_dir)).resolve(), progress=progress).run()
+    _print_outcomes([outcome])
+    if outcome.status is DrillStatus.FAILED:
+        console.print(f"[red]chaosdrill: drill failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(4)
+    if outcome.verdict.value != "passed":
+        raise typer.Exit(3)
+
+
+@app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds result.json)")],
            output: Annotated[Path | None, typer.Option("--out", help="where to write the HTML")] = None) -> None:
     """(Re)render the HTML report of a run directory and print its path."""

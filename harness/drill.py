@@ -305,6 +305,7 @@ class DrillRunner:
                 environment={"kind": "local", "id": st.source.id if st.source else None,
                              "description": self._describe(), "versions": st.versions,
                              "source": st.source_state, "restored": st.fresh.state() if st.fresh else None,
+                             "replica": {"port": st.replica.port, "data": str(st.replica.data)} if st.replica else None,
                              "repository": st.repo.describe() if st.repo else None},
                 load=st.load_stats, steps=[r.to_dict() for r in st.journal],
                 notes=[error] if error else [],
@@ -501,14 +502,19 @@ class DrillRunner:
         tl.event("drill.restore.end", "drill", steps=len(restore_steps))
         return {"steps": restore_steps}
 
+    def _target(self, st: _State) -> tuple[int, int, str]:
+        """(PostgreSQL port, Redis port, app URL) of what was recovered: the fresh environment."""
+        return st.fresh.postgres.port, st.fresh.redis.port, st.fresh.app_url
+
     def _verify(self, st: _State) -> dict[str, Any]:
         tl = st.tl
+        pg_port, redis_port, _ = self._target(st)
         if self.hooks.before_verify:
             self.hooks.before_verify(st.fresh)
         self.progress("verifying the restored data against the snapshot")
         tl.event("drill.verify.start", "drill")
         checks: dict[str, dict[str, Any]] = {}
-        with _connect(st.fresh.postgres.port) as conn:
+        with _connect(pg_port) as conn:
             restored = dict(conn.execute(ORDERS_HASHES).fetchall())
             canary = conn.execute("SELECT max(seq), count(*), min(seq), "
                                   "(SELECT written_at FROM canary ORDER BY seq DESC LIMIT 1) FROM canary").fetchone()
@@ -527,7 +533,7 @@ class DrillRunner:
                  max_written_at=newest.isoformat() if newest else None, rows=count)
         import redis as redis_lib
 
-        r = redis_lib.Redis(host="127.0.0.1", port=st.fresh.redis.port, socket_timeout=2, socket_connect_timeout=2)
+        r = redis_lib.Redis(host="127.0.0.1", port=redis_port, socket_timeout=2, socket_connect_timeout=2)
         try:
             keys = r.dbsize()
         finally:
@@ -547,7 +553,7 @@ class DrillRunner:
         deadline = time.monotonic() + timeout
         while True:
             t0 = tl.now_ns()
-            ok, detail = smoke(st.fresh.app_url)
+            ok, detail = smoke(self._target(st)[2])
             if ok:
                 tl.event(DRILL_SERVING, "drill", t_ns=t0, smoke=detail)
                 break
@@ -596,6 +602,10 @@ class _State:
     restore_steps: list[dict[str, Any]] = field(default_factory=list)
     verification: dict[str, Any] = field(default_factory=dict)
     journal: list[StepRecord] = field(default_factory=list)
+    scratch: Path | None = None
+    replica: Any = None
+    lag: Any = None
+    app: Any = None
 
 
 def _connect(port: int) -> psycopg.Connection:
@@ -616,3 +626,106 @@ def _seed_orders(app_url: str, n: int) -> None:
                                              "amount": 9.99 + i})
             if r.status_code != 201:
                 raise HarnessError(f"seeding orders through the app failed: HTTP {r.status_code}")
+
+
+# -- failover drill: a streaming replica takes over ---------------------------------------------------
+@dataclass(frozen=True)
+class CreateReplica:
+    pass
+
+
+@dataclass(frozen=True)
+class KillPrimary:
+    pass
+
+
+@dataclass(frozen=True)
+class Promote:
+    pass
+
+
+class FailoverRunner(DrillRunner):
+    """replica_failover: canary on the primary, a streaming replica (pg_basebackup -R), SIGKILL of the
+    primary, promotion, and an app repointed at the new primary. Same timeline and measures as a
+    restore drill: failover time = RTO (kill → promoted, verified and serving), rows lost and RPO from
+    the canary; the `start` step is the promotion, `restore` does not apply."""
+
+    def __init__(self, config: Config, results_dir: Path | None = None, *, plan: DrillPlan | None = None,
+                 progress: Progress | None = None, hooks: DrillHooks | None = None,
+                 scenario: str = "replica_failover") -> None:
+        d = config.drill
+        plan = plan or (CreateReplica(), Warmup(d.warmup + d.hold), Snapshot(), KillPrimary(), Promote(),
+                        Verify(), Serve(d.serve_timeout))
+        super().__init__(config, results_dir, plan=plan, progress=progress, hooks=hooks, scenario=scenario)
+
+    def _describe(self) -> str:
+        return "replica failover: primary SIGKILLed, streaming replica promoted, app repointed to it"
+
+    def _prepare(self, st: _State, stack: ExitStack, scratch: Path) -> None:
+        cfg, d = self.config, self.config.drill
+        st.scratch = scratch
+        source = LocalEnvironment(cfg.environment.local, label="failover-src")
+        stack.callback(source.down)
+        st.source = source
+        self.progress(f"starting primary environment {source.id}")
+        source.up()
+        st.versions = source.versions()
+        st.source_state = source.state()
+        _seed_orders(source.app_url, 20)
+        st.rows_at_backup = 20
+        st.canary = CanaryWriter(source.postgres.port, st.tl, interval_s=d.canary_interval).start()
+        stack.callback(st.canary.stop)
+        probes = [HttpProbe(f"primary {name}", source.app_url + p.path, p.timeout, p.latency_threshold,
+                            p.expect_status) for name, p in cfg.probes.items()]
+        st.probes = ProbeRunner(probes, st.tl, cfg.run.probe_interval).start()
+        stack.callback(self._stop_observers, st)
+        st.stack = stack
+
+    def _target(self, st: _State) -> tuple[int, int, str]:
+        return st.replica.port, st.source.redis.port, st.app.url
+
+    def _do(self, step: Step, st: _State) -> dict[str, Any] | None:
+        from resilience.backup import LagMonitor, Replica
+
+        tl = st.tl
+        match step:
+            case CreateReplica():
+                self.progress("creating a streaming replica (pg_basebackup -R)")
+                st.replica = Replica.create(st.source.postgres.port, st.scratch / "replica" / "data")
+                st.stack.callback(st.replica.stop, "immediate")
+
+                def lag_alert(alert) -> None:
+                    tl.event("alert", "replication", reason=alert.reason)
+
+                st.lag = LagMonitor(st.replica, on_alert=lag_alert, interval=0.5).start()
+                st.stack.callback(st.lag.stop)
+                tl.event("drill.replica", "drill", port=st.replica.port)
+                return {"replica_port": st.replica.port}
+            case KillPrimary():
+                self.progress("DISASTER: primary PostgreSQL SIGKILLed")
+                st.canary.disaster()
+                if st.probes is not None:
+                    st.probes.stop()
+                    st.probes = None
+                t_kill = tl.now_ns()
+                st.disaster_done = True
+                st.source.postgres.kill()
+                tl.event(DRILL_DISASTER, "drill", kill_started_ns=t_kill, what="SIGKILL of the primary")
+                tl.event(DRILL_DECLARED, "drill", detection_delay_s=0.0)
+                st.canary.stop()
+                lag = st.lag.samples[-1] if st.lag.samples else None
+                return {"last_acked": st.canary.last_seq, "last_lag_bytes": lag.bytes if lag else None}
+            case Promote():
+                from harness.env.app_process import AppProcess
+                from harness.env.ports import free_port
+
+                tl.event("drill.start.start", "drill")
+                seconds = st.replica.promote()
+                st.lag.stop()
+                st.app = AppProcess(st.scratch / "app", port=free_port(), pg_dsn=st.replica.dsn,
+                                    redis_url=st.source.redis.url)
+                st.stack.callback(st.app.stop)
+                st.app.start()
+                tl.event("drill.start.end", "drill", promote_s=seconds, app=st.app.url)
+                return {"promote_s": seconds}
+        return super()._do(step, st)

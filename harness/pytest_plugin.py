@@ -93,6 +93,38 @@ def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, p
                      progress=lambda message: hook.pytest_chaosdrill_progress(message=message))
 
 
+def _recording_runner(cls, chaos_config: Config, chaos_results_dir: Path, pytestconfig: pytest.Config):
+    """An instance of the drill runner `cls` whose outcome joins the session summary and the CLI."""
+    outcomes = pytestconfig.stash[OUTCOMES_KEY]
+    hook = pytestconfig.hook
+
+    class Recording(cls):
+        def run(self):
+            outcome = super().run()
+            outcomes.append(outcome)
+            hook.pytest_chaosdrill_run_finished(outcome=outcome)
+            return outcome
+
+    return Recording(chaos_config, chaos_results_dir,
+                     progress=lambda message: hook.pytest_chaosdrill_progress(message=message))
+
+
+@pytest.fixture
+def chaos_drill(chaos_config: Config, chaos_results_dir: Path, pytestconfig: pytest.Config):
+    """A DR drill runner (harness.drill): builds its own source and fresh environments, tears both down."""
+    from harness.drill import DrillRunner
+
+    return _recording_runner(DrillRunner, chaos_config, chaos_results_dir, pytestconfig)
+
+
+@pytest.fixture
+def chaos_failover(chaos_config: Config, chaos_results_dir: Path, pytestconfig: pytest.Config):
+    """A replica failover drill runner (harness.drill.FailoverRunner): primary, streaming replica, kill, promote."""
+    from harness.drill import FailoverRunner
+
+    return _recording_runner(FailoverRunner, chaos_config, chaos_results_dir, pytestconfig)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     outcomes = config.stash.get(OUTCOMES_KEY, [])
     if not outcomes or config.getoption("--chaos-no-summary"):

@@ -113,16 +113,17 @@ class PostgresCheck:
                  query: str = "SELECT 1") -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("PostgresCheck: pass exactly one of dsn= or pool=")
+        import asyncpg  # here, not in probe(): a first import would eat into the deadline
+
+        self._connect = asyncpg.connect
         self.dsn, self.pool, self.name, self.deadline, self.query = dsn, pool, name, deadline, query
 
     async def probe(self) -> None:
-        import asyncpg
-
         if self.pool is not None:
             async with self.pool.acquire(timeout=self.deadline) as conn:
                 await conn.fetchval(self.query, timeout=self.deadline)
             return
-        conn = await asyncpg.connect(self.dsn, timeout=self.deadline, command_timeout=self.deadline)
+        conn = await self._connect(self.dsn, timeout=self.deadline, command_timeout=self.deadline)
         try:
             await conn.fetchval(self.query)
         finally:
@@ -134,15 +135,17 @@ class RedisCheck:
     """PING with socket timeouts and no retries (redis-py retries hide faults); deadline 500 ms."""
 
     def __init__(self, url: str, *, name: str = "redis", deadline: float = 0.5) -> None:
-        self.url, self.name, self.deadline = url, name, deadline
-
-    async def probe(self) -> None:
-        from redis.asyncio import Redis
+        from redis.asyncio import Redis  # imported here so the first probe is not slowed by it
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        client = Redis.from_url(self.url, socket_timeout=self.deadline, socket_connect_timeout=self.deadline,
-                                retry=Retry(NoBackoff(), 0), retry_on_error=[], health_check_interval=0)
+        self._client = lambda: Redis.from_url(
+            url, socket_timeout=deadline, socket_connect_timeout=deadline, retry=Retry(NoBackoff(), 0),
+            retry_on_error=[], health_check_interval=0)
+        self.url, self.name, self.deadline = url, name, deadline
+
+    async def probe(self) -> None:
+        client = self._client()
         try:
             if not await client.ping():
                 raise ConnectionError("PING did not return PONG")

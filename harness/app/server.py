@@ -42,7 +42,7 @@ from resilience.breaker import BreakerListener, CircuitBreaker
 from resilience.errors import CircuitOpenError, RecoveryExhausted
 from resilience.incidents import IncidentManager
 from resilience.pool import AsyncpgPool
-from resilience.recovery import AutoRecovery
+from resilience.recovery import AutoRecovery, external_service
 
 log = logging.getLogger("chaosdrill.app")
 
@@ -160,13 +160,18 @@ class Store:
         )
         breaker_settings = dict(failure_threshold=settings.breaker_failure_threshold,
                                 wait_in_open=settings.breaker_wait_in_open, record_exceptions=(DependencyDown,))
-        self.pg_breaker = CircuitBreaker("postgres", listeners=[self.events, _OnOpen(self._start_recovery)],
-                                         **breaker_settings)
+        self.pg_breaker = CircuitBreaker("postgres", listeners=[self.events], **breaker_settings)
         self.redis_breaker = CircuitBreaker("redis", listeners=[self.events], **breaker_settings)
         self.recovery = AutoRecovery(
-            [self.pool.strategy(attempts=settings.recovery_attempts, wait_per_attempt=settings.recovery_wait)],
+            [self.pool.strategy(attempts=settings.recovery_attempts, wait_per_attempt=settings.recovery_wait),
+             external_service(probe=self._redis_ping, attempts=settings.recovery_attempts,
+                              wait=settings.recovery_wait, name="cache_connection")],
             incidents=IncidentManager([self.events]))
-        self._recovering: asyncio.Task | None = None
+        # Each breaker, when it opens, starts the strategy that can prove its dependency is back.
+        self._strategy_of = {self.pg_breaker: "database_connection", self.redis_breaker: "cache_connection"}
+        for breaker in self._strategy_of:
+            breaker.add_listener(_OnOpen(lambda b=breaker: self._start_recovery(b)))
+        self._recovering: dict[str, asyncio.Task] = {}
         self._schema_ready = False
 
     async def start(self) -> None:
@@ -177,35 +182,44 @@ class Store:
             log.warning("schema not created yet: %s", exc)
 
     async def close(self) -> None:
-        if self._recovering is not None:
-            self._recovering.cancel()
+        for task in self._recovering.values():
+            task.cancel()
         with contextlib.suppress(Exception):
             self.pool.pool.terminate()
         await self.redis.aclose()
         self.events.close()
 
-    def _start_recovery(self) -> None:
-        """The database breaker opened: restart and validate the pool in the background."""
-        if self._recovering is None or self._recovering.done():
-            self._recovering = asyncio.get_running_loop().create_task(self._recover())
+    def _start_recovery(self, breaker: CircuitBreaker) -> None:
+        """A breaker opened: run its recovery strategy in the background (one at a time)."""
+        task = self._recovering.get(breaker.name)
+        if task is None or task.done():
+            self._recovering[breaker.name] = asyncio.get_running_loop().create_task(self._recover(breaker))
 
-    async def _recover(self) -> None:
-        """Recovery rounds until the pool validates or the breaker closed by other means. Each
+    async def _recover(self, breaker: CircuitBreaker) -> None:
+        """Recovery rounds until the strategy succeeds or the breaker closed by other means. Each
         exhausted round escalates (the incident manager de-duplicates), then the next begins:
         waiting out the breaker's wait_in_open would add up to a minute to every outage."""
-        while self.pg_breaker.state.value != "closed":
-            self.events.write("recovery.start", "database_connection")
+        name = self._strategy_of[breaker]
+        while breaker.state.value != "closed":
+            self.events.write("recovery.start", name, breaker=breaker.name)
             try:
-                outcome = await self.recovery.recover("database_connection")
+                outcome = await self.recovery.recover(name)
             except RecoveryExhausted as exc:
-                self.events.write("recovery.end", "database_connection", recovered=False, error=str(exc))
+                self.events.write("recovery.end", name, recovered=False, error=str(exc))
                 await asyncio.sleep(self.settings.recovery_wait)
                 continue
-            self.events.write("recovery.end", "database_connection", recovered=outcome.recovered,
-                              attempts=outcome.attempts, duration_s=round(outcome.duration, 6))
-            if outcome.recovered and self.pg_breaker.state.value != "closed":
-                self.pg_breaker.transition_to_closed()  # validated: no need to wait out wait_in_open
-            return
+            self.events.write("recovery.end", name, recovered=outcome.recovered, attempts=outcome.attempts,
+                              duration_s=round(outcome.duration, 6))
+            if outcome.recovered and breaker.state.value != "closed":
+                breaker.transition_to_closed()  # proven healthy: no need to wait out wait_in_open
+            if outcome.recovered:
+                return
+            await asyncio.sleep(self.settings.recovery_wait)  # fell back to cached data: keep trying
+
+    async def _redis_ping(self) -> None:
+        """The cache_connection probe: a bounded PING outside the breaker."""
+        async with asyncio.timeout(REDIS_DEADLINE_S):
+            await self.redis.ping()
 
     async def _ensure_schema(self) -> None:
         if not self._schema_ready:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,10 @@ class Step:
     @property
     def duration_s(self) -> float:
         return (self.ended_ns - self.started_ns) / 1e9
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "started_ns": self.started_ns, "ended_ns": self.ended_ns,
+                "duration_s": self.duration_s, "started_at": self.started_at.isoformat()}
 
 
 @dataclass
@@ -87,6 +91,15 @@ class RestoreResult:
             if s.name == name:
                 return s
         raise KeyError(f"no step {name!r}; steps: {', '.join(s.name for s in self.steps)}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary for results and reports."""
+        return {"set": self.set.to_dict(), "steps": [s.to_dict() for s in self.steps],
+                "duration_s": self.duration_s, "pushed_wal": self.pushed_wal,
+                "postgres": self.postgres.dsn if self.postgres else None,
+                "redis": self.redis.url if self.redis else None,
+                "files": {k: str(v) for k, v in self.files.items()},
+                "config": str(self.config) if self.config else None}
 
     def stop(self) -> None:
         if self.postgres is not None:
@@ -202,8 +215,9 @@ class BackupManager:
 
     def restore(self, set_id: str = "latest", targets: RestoreTargets | None = None, *,
                 recovery: str = "end", target_time: datetime | str | None = None, target_lsn: str | None = None,
-                push_wal_from: Path | None = None, start: bool = True) -> RestoreResult:
-        """Restore every part of a set into `targets`, each step timed.
+                push_wal_from: Path | None = None, start: bool = True,
+                parts: Collection[str] | None = None) -> RestoreResult:
+        """Restore every part of a set (or only `parts`, by name or kind) into `targets`, each step timed.
 
         recovery: "end" replays all archived WAL (smallest RPO), "immediate" stops as soon as the
         set is consistent; `target_time`/`target_lsn` give point-in-time recovery.
@@ -215,37 +229,48 @@ class BackupManager:
         tt = target_time if isinstance(target_time, datetime) else None
         chosen = self.select(set_id, tt)
         result = RestoreResult(set=chosen)
-        self._check_targets(chosen, targets)
-        for part in chosen.parts:
-            if part.engine == "pgbackrest":
-                self._restore_pgbackrest(result, part, targets, recovery, target_time, target_lsn,
-                                         push_wal_from, start)
-            elif part.engine == "pg_dump":
-                eng = self.pg if isinstance(self.pg, PgDumpEngine) else PgDumpEngine(port=targets.pg_dump_port or 0)
-                with self._step(result, f"{part.name}.pg_restore"):
-                    eng.restore(self.repo, part, targets.pg_dump_port, targets.pg_dump_dbname)
-            elif part.engine == "redis_rdb":
-                with self._step(result, f"{part.name}.fetch_start"):
-                    result.redis = RedisRdbEngine.restore(self.repo, part, targets.redis_dir, targets.redis_port)
-            elif part.kind == "files":
-                dest = Path(targets.files_dir) / part.name.split(":", 1)[-1]
-                with self._step(result, f"{part.name}.restore"):
-                    FileTreeEngine.restore(FileTreeEngine(part.meta["root"], part.name), self.repo, part, dest)
-                result.files[part.name] = dest
-            elif part.kind == "config":
-                with self._step(result, f"{part.name}.restore"):
-                    FileTreeEngine.restore(FileTreeEngine("/", part.name), self.repo, part, targets.config_dir)
-                result.config = Path(targets.config_dir)
+        selected = [p for p in chosen.parts if parts is None or p.name in parts or p.kind in parts]
+        if parts is not None and not selected:
+            raise BackupNotFound(f"backup set {chosen.id} has no part among {sorted(parts)}; it has: "
+                                 f"{', '.join(p.name for p in chosen.parts)}")
+        self._check_targets(chosen, selected, targets)
+        try:
+            for part in selected:
+                self._restore_part(result, part, targets, recovery, target_time, target_lsn, push_wal_from, start)
+        except BaseException:
+            result.stop()  # no half-restored servers left running; the directories stay for inspection
+            raise
         return result
 
-    def _check_targets(self, chosen: BackupSet, t: RestoreTargets) -> None:
+    def _restore_part(self, result: RestoreResult, part: BackupPart, targets: RestoreTargets, recovery: str,
+                      target_time, target_lsn, push_wal_from, start: bool) -> None:
+        if part.engine == "pgbackrest":
+            self._restore_pgbackrest(result, part, targets, recovery, target_time, target_lsn, push_wal_from, start)
+        elif part.engine == "pg_dump":
+            eng = self.pg if isinstance(self.pg, PgDumpEngine) else PgDumpEngine(port=targets.pg_dump_port)
+            with self._step(result, f"{part.name}.pg_restore"):
+                eng.restore(self.repo, part, targets.pg_dump_port, targets.pg_dump_dbname)
+        elif part.engine == "redis_rdb":
+            with self._step(result, f"{part.name}.fetch_start"):
+                result.redis = RedisRdbEngine.restore(self.repo, part, targets.redis_dir, targets.redis_port)
+        elif part.kind == "files":
+            dest = Path(targets.files_dir) / part.name.split(":", 1)[-1]
+            with self._step(result, f"{part.name}.restore"):
+                FileTreeEngine(part.meta["root"], part.name).restore(self.repo, part, dest)
+            result.files[part.name] = dest
+        elif part.kind == "config":
+            with self._step(result, f"{part.name}.restore"):
+                FileTreeEngine("/", part.name).restore(self.repo, part, targets.config_dir)
+            result.config = Path(targets.config_dir)
+
+    def _check_targets(self, chosen: BackupSet, selected: list[BackupPart], t: RestoreTargets) -> None:
         """Refuse before touching anything: every part needs a target, every directory empty."""
         from resilience.backup.errors import RestoreTargetNotEmpty
 
         needed = {"pgbackrest": ("pg_data", t.pg_data), "pg_dump": ("pg_dump_port", t.pg_dump_port),
                   "redis_rdb": ("redis_dir", t.redis_dir), "files": ("files_dir", t.files_dir),
                   "config": ("config_dir", t.config_dir)}
-        for part in chosen.parts:
+        for part in selected:
             label, value = needed[part.engine]
             if value is None:
                 raise ValueError(f"backup set {chosen.id} has part {part.name!r}: RestoreTargets.{label} is required")

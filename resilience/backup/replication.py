@@ -11,6 +11,7 @@ it received), so the monitor keeps reporting while the primary is down.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import threading
 import time
@@ -24,6 +25,7 @@ from resilience.backup.errors import EngineError, ReplicationError
 from resilience.backup.postgres import LOOPBACK, LocalCluster
 from resilience.backup.runner import chown_pg, pg_bindir, run
 from resilience.backup.targets import require_empty_dir
+from resilience.incidents import Alert, IncidentManager, Severity
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,20 @@ class LagAlert:
 
     def __str__(self) -> str:
         return f"replica {self.replica}: {self.reason}"
+
+    def to_alert(self) -> Alert:
+        """As a resilience.incidents Alert (one dedup key per replica), for an IncidentManager."""
+        unmeasured = self.sample.bytes is None and self.sample.error is not None
+        return Alert(severity=Severity.ERROR if unmeasured else Severity.WARNING,
+                     title=f"replication lag on {self.replica}", description=self.reason, source="replication",
+                     dedup_key=f"replication-lag:{self.replica}",
+                     context={"bytes": self.sample.bytes, "seconds": self.sample.seconds, "state": self.sample.state,
+                              "error": self.sample.error, "t_ns": self.sample.t_ns})
+
+
+def incident_callback(manager: IncidentManager, loop: asyncio.AbstractEventLoop) -> Callable[[LagAlert], None]:
+    """An `on_alert` that hands alerts from the monitor's thread to an IncidentManager on `loop`."""
+    return lambda alert: asyncio.run_coroutine_threadsafe(manager.alert(alert.to_alert()), loop)
 
 
 class Replica:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from harness.config import Config, load_config, parse_config
 from harness.errors import ConfigError
@@ -54,7 +55,7 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_config_is_frozen() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         Config().run.probe_interval = 3  # type: ignore[misc]
 
 

@@ -134,6 +134,8 @@ def test_bad_input_is_one_line_and_leaves_the_source_alone(stack, tmp_path, monk
         mgr.restore("nope", targets)
     with pytest.raises(ValueError, match="RestoreTargets.redis_dir is required"):
         mgr.restore(s.id, RestoreTargets(pg_data=tmp_path / "p"))
+    with pytest.raises(BackupNotFound, match="has no part among"):
+        mgr.restore(s.id, RestoreTargets(pg_data=tmp_path / "p"), parts=["mysql"])
     gone = BackupManager(LocalRepository(tmp_path / "no-such-repo"))
     with pytest.raises(RepositoryMissing, match="does not exist"):
         gone.restore("latest", targets)

@@ -49,3 +49,9 @@ def test_full_incr_diff_then_restore_latest_into_fresh_dirs(stack):
         assert len(events) == 2 * len(res.steps)
     finally:
         res.stop()
+    only = mgr.restore(diff.id, RestoreTargets(redis_dir=t / "redis-only"), parts=["redis"])
+    try:
+        assert [s.name for s in only.steps] == ["redis.fetch_start"] and only.postgres is None
+        assert only.to_dict()["redis"] == only.redis.url
+    finally:
+        only.stop()

@@ -34,6 +34,8 @@ def test_replica_lag_alert_resync_and_promote(pg_server, scratch_dir):
         pg_server.psql("insert into t select generate_series(1, 200000)")  # ~7 MB of WAL the replica won't replay
         alert = mon.check()
         assert alert is not None and "bytes behind" in alert.reason and alerts == [alert]
+        incident_alert = alert.to_alert()
+        assert incident_alert.dedup_key == "replication-lag:r1" and incident_alert.context["bytes"] > 1 << 20
         assert mon.check() is None and len(alerts) == 1  # one alert per breach
         replica.cluster.query("select pg_wal_replay_resume()")
         wait_for(lambda: mon.check() is None and clears)

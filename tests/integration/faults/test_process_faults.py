@@ -95,8 +95,20 @@ def test_cleanup_restarts_a_killed_service_from_its_recipe(redis_server, state):
     subprocess.run(["redis-cli", "-p", str(redis_server.port), "shutdown", "nosave"], capture_output=True)
 
 
+class _NoRecipe:
+    """A named target that cannot say how to restart it (RedisServer can; a bare process cannot)."""
+
+    def __init__(self, server, name: str) -> None:
+        self.server, self.name = server, name
+
+    def __getattr__(self, attr: str):
+        if attr == "restart_recipe":
+            raise AttributeError(attr)
+        return getattr(self.server, attr)
+
+
 def test_cleanup_without_recipe_keeps_the_entry(redis_server, state):
-    fault = KillProcess(redis_server)  # no restart_recipe()
+    fault = KillProcess(_NoRecipe(redis_server, "redis"))
     fault._prepare()
     Journal().write(Entry("k2", fault.label, fault.journal_record(), owner_pid=_dead_owner_pid()))
     redis_server.kill()

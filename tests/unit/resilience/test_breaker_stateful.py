@@ -136,6 +136,20 @@ class TransitionChecker(BreakerListener):
         self.seen.append((event.old, event.new))
 
 
+class EveryHook(TransitionChecker):
+    """Overrides the per-call hooks too, which moves CLOSED calls off the fast path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes = 0
+
+    def on_success(self, event) -> None:
+        self.outcomes += 1
+
+    def on_failure(self, event) -> None:
+        self.outcomes += 1
+
+
 configs = st.fixed_dictionaries({
     "failure_threshold": st.sampled_from([None, 1, 2, 3, 5]),
     "failure_rate_threshold": st.sampled_from([None, 25, 50, 100]),
@@ -149,13 +163,13 @@ configs = st.fixed_dictionaries({
 
 
 class BreakerMachine(RuleBasedStateMachine):
-    @initialize(cfg=configs, listen=st.booleans())
+    @initialize(cfg=configs, listen=st.sampled_from(["none", "transitions", "every hook"]))
     def setup(self, cfg, listen):
         self.clock = FakeClock()
-        self.checker = TransitionChecker()
+        self.checker = EveryHook() if listen == "every hook" else TransitionChecker()
         self.breaker = CircuitBreaker(
             "m", clock=self.clock, slow_call_duration_threshold=SLOW_NS / NS, ignore_exceptions=(Skip,),
-            listeners=[self.checker] if listen else (), **cfg)
+            listeners=[] if listen == "none" else [self.checker], **cfg)
         self.model = Model(
             ft=cfg["failure_threshold"], fr=cfg["failure_rate_threshold"], sr=cfg["slow_call_rate_threshold"],
             kind=cfg["sliding_window_type"], size=cfg["sliding_window_size"], min_calls=cfg["minimum_calls"],
