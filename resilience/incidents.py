@@ -1,7 +1,8 @@
 """Alerts and incidents, delivered to pluggable sinks with de-duplication.
 
     IncidentManager.alert(Alert) ──dedup(key, window)──► sinks: LogSink, JsonlSink, WebhookSink
-    IncidentManager.escalate(...) = a CRITICAL alert + an Incident opened in the same sinks
+    IncidentManager.escalate(...) = a CRITICAL alert + an Incident opened in the same sinks;
+        a repeat of an open incident's key counts on that incident instead of opening another
 
 A sink that fails is logged and skipped: reporting a problem must not cause another one.
 """
@@ -94,11 +95,18 @@ class Incident(BaseModel):
     opened_at: datetime = Field(default_factory=_utcnow)
     resolved_at: datetime | None = None
     resolution: str | None = None
+    key: str | None = None
+    repeats: int = Field(0, ge=0)
+    last_seen: datetime | None = None
     kind: Literal["incident"] = "incident"
 
     def resolve(self, resolution: str = "") -> Incident:
         return self.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_at": _utcnow(),
                                        "resolution": resolution})
+
+    def repeated(self) -> Incident:
+        """The same problem seen again while open: one more repeat, a newer ``last_seen``."""
+        return self.model_copy(update={"repeats": self.repeats + 1, "last_seen": _utcnow()})
 
 
 @runtime_checkable
@@ -172,6 +180,7 @@ class IncidentManager:
         self._last_sent: dict[str, int] = {}
         self.suppressed: dict[str, int] = {}
         self.incidents: dict[str, Incident] = {}
+        self._open_by_key: dict[str, str] = {}  # key -> id of the open incident for it
 
     async def alert(self, alert: Alert) -> bool:
         """Deliver unless a same-key alert went out within the window; True if delivered."""
@@ -188,24 +197,55 @@ class IncidentManager:
         return True
 
     async def open_incident(self, incident: Incident) -> Incident:
+        """Open `incident`, or count a repeat on the open incident with the same ``key``.
+
+        A repeat is not sent to the sinks again (a retry loop would flood them); it updates
+        ``repeats`` and ``last_seen`` of the stored incident, which is returned.
+        """
+        if incident.key is not None:
+            open_id = self._open_by_key.get(incident.key)
+            if open_id is not None:
+                current = self.incidents[open_id].repeated()
+                self.incidents[open_id] = current
+                return current
+            self._open_by_key[incident.key] = incident.id
+        if incident.last_seen is None:
+            incident = incident.model_copy(update={"last_seen": incident.opened_at})
         self.incidents[incident.id] = incident
         await self._fan_out(incident)
         return incident
 
+    def open_for(self, key: str) -> Incident | None:
+        """The open incident with this key, if any."""
+        open_id = self._open_by_key.get(key)
+        return None if open_id is None else self.incidents[open_id]
+
     async def resolve(self, incident_id: str, resolution: str = "") -> Incident:
         incident = self.incidents[incident_id].resolve(resolution)
         self.incidents[incident_id] = incident
+        if incident.key is not None and self._open_by_key.get(incident.key) == incident_id:
+            del self._open_by_key[incident.key]
         await self._fan_out(incident)
         return incident
 
+    async def resolve_key(self, key: str, resolution: str = "") -> Incident | None:
+        """Resolve the open incident with this key (e.g. recovery succeeded); None if there is none."""
+        open_id = self._open_by_key.get(key)
+        return None if open_id is None else await self.resolve(open_id, resolution)
+
     async def escalate(self, title: str, description: str = "", context: dict[str, Any] | None = None,
                        *, dedup_key: str | None = None) -> Incident:
-        """A critical alert plus an open incident: what happens when automatic recovery gives up."""
+        """A critical alert plus an incident: what happens when automatic recovery gives up.
+
+        Incidents are keyed by ``dedup_key`` (else severity + title), so escalating the same
+        problem again while its incident is open updates that incident instead of opening another.
+        """
         ctx = dict(context or {})
+        key = dedup_key or f"{Severity.CRITICAL.value}:{title}"
         await self.alert(Alert(severity=Severity.CRITICAL, title=title, description=description,
                                context=ctx, dedup_key=dedup_key))
         return await self.open_incident(Incident(severity=Severity.CRITICAL, title=title,
-                                                 description=description, context=ctx))
+                                                 description=description, context=ctx, key=key))
 
     async def _fan_out(self, item: Alert | Incident) -> None:
         results = await asyncio.gather(*(sink.send(item) for sink in self.sinks), return_exceptions=True)

@@ -189,6 +189,8 @@ class AutoRecovery:
             stats.successes += 1
             stats.durations.append(duration)
             log.info("recovery %r: recovered after %d attempt(s) in %.3f s", strategy.name, tried, duration)
+            if self.incidents is not None:  # the escalated incident, if any, is over
+                await self.incidents.resolve_key(f"recovery:{strategy.name}", f"recovered after {tried} attempt(s)")
             return RecoveryOutcome(strategy.name, True, tried, duration)
 
         log.error("recovery %r: all %d attempt(s) failed: %r", strategy.name, tried, last_error)

@@ -8,12 +8,12 @@ acquire, and redis-py opens a new socket. That is what makes a drill's MTTR mean
     GET  /health          200 when PostgreSQL (1 s) and Redis (0.5 s) answer, else 503 with details
     POST /orders          {"customer", "item", "quantity", "amount"} → 201 {"id", ...}
     GET  /orders/{id}     X-Cache: hit|miss
-    GET  /orders?limit=N  newest first
+    GET  /orders?limit=N  newest first; X-Served-From: cache (stale) while PostgreSQL is unreachable
     GET  /metrics         Prometheus text (requests, dependency errors, breaker states, recoveries)
 
 PostgreSQL and Redis calls go through circuit breakers (resilience/). When the database breaker
-opens, writes fail fast with 503 + Retry-After + `X-Circuit: open`, reads fall back to the Redis
-cache, and the `database_connection` recovery strategy restarts the pool and validates it; once
+opens, writes fail fast with 503 + Retry-After + `X-Circuit: open`, reads (by id and the last
+list of each limit) fall back to the Redis cache, and the `database_connection` recovery strategy restarts the pool and validates it; once
 it succeeds the breaker is closed. Breaker and recovery events go, with CLOCK_MONOTONIC
 timestamps, to a JSONL file that the harness merges into the run's timeline.
 """
@@ -102,8 +102,14 @@ class EventLog(BreakerListener):
     def on_failure(self, event) -> None:
         self.write("breaker.failure", event.breaker)
 
-    async def send(self, item) -> None:  # IncidentSink: escalations become `alert` events
-        self.write("alert", item.source, severity=str(item.severity), title=item.title)
+    async def send(self, item) -> None:
+        """IncidentSink: an escalation's alert becomes an `alert` event, its incident an `incident`
+        event (incidents have no ``source``: the strategy in their context names it)."""
+        source = getattr(item, "source", None) or item.context.get("strategy") or "incidents"
+        data = {"severity": str(item.severity), "title": item.title}
+        if item.kind == "incident":
+            data.update(id=item.id, status=str(item.status), repeats=item.repeats)
+        self.write(item.kind, source, **data)
 
     def close(self) -> None:
         if self._file is not None:
@@ -118,6 +124,8 @@ class Metrics:
                                 registry=self.registry)
         self.errors = Counter("chaosdrill_app_dependency_errors", "Failed dependency calls", ["dependency"],
                               registry=self.registry)
+        self.server_errors = Counter("chaosdrill_app_server_errors", "Requests that ended in an unhandled error "
+                                     "(HTTP 500)", ["route", "exception"], registry=self.registry)
         self.latency = Histogram("chaosdrill_app_request_seconds", "Request latency", ["route"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
@@ -241,7 +249,7 @@ class Store:
             if not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.PostgresConnectionError):
                 # The server may have died: every pooled connection is suspect. Replace them all on
                 # next use instead of failing one request per stale connection after it returns.
-                self.pool.pool.expire_connections()
+                await self.pool.pool.expire_connections()
             self.metrics.errors.labels("postgres").inc()
             self.metrics.dependency_up.labels("postgres").set(0)
             raise DependencyDown("postgres", exc) from exc
@@ -299,11 +307,26 @@ class Store:
         await self._cache_put(result)
         return result, False
 
-    async def list_orders(self, limit: int) -> list[dict[str, Any]]:
-        await self._ensure_schema()
-        rows = await self._pg("fetch", "SELECT id, customer, item, quantity, amount, created_at "
-                                       "FROM orders ORDER BY id DESC LIMIT $1", limit)
-        return [_row(r) for r in rows]
+    async def list_orders(self, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The newest orders and whether they came from the cache: while PostgreSQL is unreachable
+        (breaker open or a failed call) the last list served for this limit is returned, stale."""
+        key = f"orders:list:{limit}"
+        try:
+            await self._ensure_schema()
+            rows = await self._pg("fetch", "SELECT id, customer, item, quantity, amount, created_at "
+                                           "FROM orders ORDER BY id DESC LIMIT $1", limit)
+        except DependencyDown:
+            try:
+                cached = await self._redis("get", key)
+            except DependencyDown:
+                cached = None
+            if cached is None:
+                raise
+            return json.loads(cached), True
+        result = [_row(r) for r in rows]
+        with contextlib.suppress(DependencyDown):
+            await self._redis("set", key, json.dumps(result), ex=CACHE_TTL_S)
+        return result, False
 
     async def health(self) -> dict[str, Any]:
         async def check(name: str, call) -> tuple[str, dict[str, Any]]:
@@ -357,7 +380,9 @@ def create_app(settings: AppSettings) -> web.Application:
     routes = web.RouteTableDef()
 
     def unavailable(exc: DependencyDown) -> web.Response:
-        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        # FORCED_OPEN has no end (retry_after = inf): advise the breaker's wait instead
+        retry = min(exc.retry_after, settings.breaker_wait_in_open)
+        headers = {"Retry-After": str(max(1, math.ceil(retry)))}
         if exc.circuit_open:
             headers["X-Circuit"] = "open"  # failed fast: the dependency was not even tried
         return web.json_response({"error": str(exc)}, status=503, headers=headers)
@@ -405,9 +430,10 @@ def create_app(settings: AppSettings) -> web.Application:
         except ValueError:
             return web.json_response({"error": "limit must be an integer from 1 to 1000"}, status=400)
         try:
-            return web.json_response(await store.list_orders(limit))
+            orders, stale = await store.list_orders(limit)
         except DependencyDown as exc:
             return unavailable(exc)
+        return web.json_response(orders, headers={"X-Served-From": "cache" if stale else "database"})
 
     @routes.get("/metrics")
     async def metrics_(request: web.Request) -> web.Response:
@@ -423,6 +449,10 @@ def create_app(settings: AppSettings) -> web.Application:
         except web.HTTPException as exc:
             metrics.requests.labels(route, str(exc.status)).inc()
             raise
+        except Exception as exc:  # aiohttp answers 500: count it like any other response
+            metrics.requests.labels(route, "500").inc()
+            metrics.server_errors.labels(route, type(exc).__name__).inc()
+            raise  # aiohttp logs it
         metrics.requests.labels(route, str(response.status)).inc()
         metrics.latency.labels(route).observe(time.perf_counter() - t0)
         return response

@@ -113,3 +113,27 @@ async def test_webhook_error_is_contained_by_manager(caplog):
     with caplog.at_level(logging.WARNING):
         await mgr.alert(Alert(severity="info", title="x"))
     assert len(other.items) == 1 and "500" in caplog.text
+
+
+async def test_escalating_the_same_key_reuses_the_open_incident():
+    sink = ListSink()
+    mgr = IncidentManager([sink], clock=FakeClock())
+    first = await mgr.escalate("recovery failed", dedup_key="recovery:db")
+    again = await mgr.escalate("recovery failed", "round 2", dedup_key="recovery:db")
+    third = await mgr.escalate("recovery failed", dedup_key="recovery:db")
+    other = await mgr.escalate("cache recovery failed", dedup_key="recovery:cache")
+    assert again.id == third.id == first.id and other.id != first.id
+    assert third.repeats == 2 and third.last_seen >= first.last_seen >= first.opened_at
+    assert len(mgr.incidents) == 2 and mgr.open_for("recovery:db") == third
+    incidents = [i for i in sink.items if i.kind == "incident"]
+    assert [i.title for i in incidents] == ["recovery failed", "cache recovery failed"]  # repeats not re-sent
+
+
+async def test_without_dedup_key_incidents_are_keyed_by_title_and_reopen_after_resolve():
+    mgr = IncidentManager([ListSink()], clock=FakeClock())
+    a = await mgr.escalate("pg down")
+    assert (await mgr.escalate("pg down")).id == a.id
+    assert await mgr.resolve_key(a.key, "back") is not None and mgr.open_for(a.key) is None
+    b = await mgr.escalate("pg down")
+    assert b.id != a.id and b.repeats == 0
+    assert mgr.incidents[a.id].status is IncidentStatus.RESOLVED and await mgr.resolve_key("nope") is None

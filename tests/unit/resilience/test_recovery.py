@@ -132,3 +132,16 @@ async def test_sync_actions_are_accepted(clock):
     calls = []
     rec = AutoRecovery([RecoveryStrategy("sync", lambda: calls.append(1))], clock=clock)
     assert (await rec.recover("sync")).recovered and calls == [1]
+
+
+async def test_repeated_exhaustion_counts_on_one_incident_resolved_by_success(clock):
+    mgr = IncidentManager([ListSink()], clock=clock)
+    restart = Flaky(6)
+    rec = AutoRecovery([database_connection(restart=restart, validate=Flaky(0))], clock=clock, incidents=mgr)
+    for _ in range(2):
+        with pytest.raises(RecoveryExhausted):
+            await rec.recover("database_connection")
+    (incident,) = mgr.incidents.values()
+    assert incident.repeats == 1 and incident.status.value == "open"
+    assert (await rec.recover("database_connection")).recovered
+    assert mgr.incidents[incident.id].status.value == "resolved"
