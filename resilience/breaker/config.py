@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-__all__ = ["BreakerConfig", "to_seconds"]
+__all__ = ["MAX_TIME_WINDOW", "BreakerConfig", "to_seconds"]
+
+MAX_TIME_WINDOW = 3600  # one-second buckets: a time window keeps (and the shared one sums) one per second
 
 
 def to_seconds(value: float | timedelta) -> float:
@@ -73,10 +76,12 @@ class BreakerConfig:
         def duration(field: str, value: object, allow_none: bool = False) -> None:
             if value is None and allow_none:
                 return
+            allowed = "seconds > 0 (finite) or a timedelta"
             if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
-                raise bad(field, "seconds > 0 or a timedelta", value)
-            if to_seconds(value) <= 0:
-                raise bad(field, "seconds > 0 or a timedelta", value)
+                raise bad(field, allowed, value)
+            seconds = to_seconds(value)
+            if not math.isfinite(seconds) or seconds <= 0:  # inf/NaN would never end OPEN or overflow ns
+                raise bad(field, allowed, value)
 
         positive_int("failure_threshold", self.failure_threshold, allow_none=True)
         percent("failure_rate_threshold", self.failure_rate_threshold)
@@ -85,6 +90,9 @@ class BreakerConfig:
         if self.sliding_window_type not in ("count", "time"):
             raise bad("sliding_window_type", "one of: count, time", self.sliding_window_type)
         positive_int("sliding_window_size", self.sliding_window_size)
+        if self.sliding_window_type == "time" and self.sliding_window_size > MAX_TIME_WINDOW:
+            raise bad("sliding_window_size", f"an integer in [1, {MAX_TIME_WINDOW}] (seconds) for a time window",
+                      self.sliding_window_size)
         positive_int("minimum_calls", self.minimum_calls)
         if self.sliding_window_type == "count" and self.sliding_window_size < self.minimum_calls:
             raise bad("sliding_window_size", f"an integer >= minimum_calls ({self.minimum_calls})",

@@ -83,6 +83,16 @@ class Recorder(BreakerListener):
         ({"slow_call_rate_threshold": 50}, "slow_call_duration_threshold must be set"),
         ({"record_exceptions": (ValueError, int)}, "record_exceptions must be a tuple of exception classes"),
         ({"failure_threshold": None}, "set at least one of"),
+        ({"wait_in_open": math.inf}, "wait_in_open must be seconds > 0 (finite) or a timedelta, got inf"),
+        ({"wait_in_open": math.nan}, "wait_in_open must be seconds > 0 (finite) or a timedelta, got nan"),
+        ({"slow_call_duration_threshold": math.inf},
+         "slow_call_duration_threshold must be seconds > 0 (finite) or a timedelta, got inf"),
+        ({"slow_call_duration_threshold": -math.inf}, "slow_call_duration_threshold must be seconds > 0"),
+        ({"slow_call_rate_threshold": 50, "slow_call_duration_threshold": math.nan},
+         "slow_call_duration_threshold must be seconds > 0 (finite)"),
+        ({"failure_rate_threshold": math.nan}, "failure_rate_threshold must be a percentage in (0, 100]"),
+        ({"failure_rate_threshold": 50, "sliding_window_type": "time", "sliding_window_size": 3601},
+         "sliding_window_size must be an integer in [1, 3600] (seconds) for a time window, got 3601"),
     ],
 )
 def test_invalid_config_names_field_and_range(kwargs, message):
@@ -103,6 +113,11 @@ def test_config_is_frozen_and_rejects_unknown_names():
 
 def test_time_window_may_be_smaller_than_minimum_calls():
     BreakerConfig(sliding_window_type="time", sliding_window_size=5, minimum_calls=100, failure_rate_threshold=50)
+
+
+def test_largest_time_window_and_long_count_window_are_accepted():
+    BreakerConfig(sliding_window_type="time", sliding_window_size=3600, failure_rate_threshold=50)
+    BreakerConfig(sliding_window_size=10_000, failure_rate_threshold=50)  # the bound is for time buckets only
 
 
 def test_config_and_settings_are_exclusive():
