@@ -12,7 +12,8 @@ pattern at the level of bound methods: on every transition the breaker rebinds
 Failures, slow calls, window rolls and transitions always go through the locked slow path,
 so the hot path holds no lock: under the GIL a success count may at worst lose an
 increment between threads, while transitions and HALF_OPEN admission stay exact.
-Listener hooks are only called when some listener overrides them.
+Listener hooks are only called when some listener overrides them; only an ``on_success``
+listener moves CLOSED calls off the fast path.
 """
 
 from __future__ import annotations
@@ -416,10 +417,12 @@ class CircuitBreaker:
     def _select_paths(self) -> None:
         """Bind call/acall to the cheapest implementation valid right now."""
         st = self._state
-        needs_events = bool(self._hooks.get("on_success") or self._hooks.get("on_failure")
-                            or self._hooks.get("on_slow_call"))
-        if st is CLOSED and not needs_events:
-            self.call, self.acall = self._make_closed_timed() if self._timed else self._make_closed_plain()
+        # Only on_success needs every call on the locked path: failures and slow calls already
+        # take it (_on_exception / _on_success emit there). A failure listener wants durations,
+        # so it gets the timed fast path.
+        if st is CLOSED and not self._hooks.get("on_success"):
+            timed = self._timed or bool(self._hooks.get("on_failure"))
+            self.call, self.acall = self._make_closed_timed() if timed else self._make_closed_plain()
         elif st is OPEN:
             self.call, self.acall = self._make_open_reject()
         else:

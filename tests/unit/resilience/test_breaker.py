@@ -564,3 +564,77 @@ def test_failures_from_many_threads_are_all_counted(clock):
         t.join()
     m = b.metrics()
     assert (m.failures, m.window_failures, m.window_calls) == (800, 800, 800)
+
+
+# ---------------------------------------------------------------- fast path with listeners
+class FailureAndSlow(BreakerListener):
+    """What the app's event log listens to: failures, slow calls, state changes — no successes."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def on_state_change(self, event):
+        self.events.append(("state", event.new))
+
+    def on_failure(self, event):
+        self.events.append(("failure", event.duration_ns))
+
+    def on_slow_call(self, event):
+        self.events.append(("slow", event.succeeded, event.duration_ns))
+
+
+def _on_fast_path(b: CircuitBreaker) -> bool:
+    return "_make_closed_" in b.call.__qualname__ and "_make_closed_" in b.acall.__qualname__
+
+
+@pytest.mark.parametrize("timed", [False, True])
+async def test_failure_listener_keeps_the_lock_free_fast_path_and_gets_its_events(clock, timed):
+    listener = FailureAndSlow()
+    extra = {"slow_call_duration_threshold": 1.0} if timed else {}
+    b = CircuitBreaker("fp", clock=clock, failure_threshold=2, listeners=[listener], **extra)
+    assert _on_fast_path(b)
+
+    def slow_boom():
+        clock.advance(2)
+        raise Boom()
+
+    def slow_ok():
+        clock.advance(1.5)
+        return "ok"
+
+    assert b.call(ok) == "ok"
+    with pytest.raises(Boom):
+        b.call(slow_boom)
+    if timed:
+        assert b.call(slow_ok) == "ok"
+    assert _on_fast_path(b)
+    with pytest.raises(Boom):
+        b.call(slow_boom)
+    if not timed:
+        assert b.state is BreakerState.OPEN
+    else:
+        with pytest.raises(Boom):
+            await b.acall(_aboom)
+        assert b.state is BreakerState.OPEN
+    f2, opened = ("failure", 2 * 10**9), ("state", BreakerState.OPEN)  # a transition is emitted first
+    if timed:
+        expected = [f2, ("slow", False, 2 * 10**9), ("slow", True, 1.5 * 10**9), f2, ("slow", False, 2 * 10**9),
+                    opened, ("failure", 0)]
+    else:
+        expected = [f2, opened, f2]
+    assert listener.events == expected
+    assert b.metrics().failures == (3 if timed else 2)
+
+
+async def _aboom():
+    raise Boom()
+
+
+def test_success_listener_still_moves_closed_calls_to_the_guarded_path(clock):
+    rec = Recorder()
+    b = CircuitBreaker("g", clock=clock, listeners=[rec])
+    assert not _on_fast_path(b)
+    b.call(ok)
+    assert rec.events == [("success", 0)]
+    b.remove_listener(rec)
+    assert _on_fast_path(b)
