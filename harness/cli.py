@@ -26,6 +26,7 @@ from rich.table import Table
 
 from harness.config import SCENARIO_NAMES, load_config
 from harness.errors import ConfigError, HarnessError
+from harness.preflight import preflight
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Chaos testing and disaster-recovery drills that measure MTTR, TTD, RTO and RPO.")
@@ -37,7 +38,8 @@ out = Console()
 live = Console(file=sys.__stderr__)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="chaosdrill.toml (default ./chaosdrill.toml)")]
-DEFAULT_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+# The bundled scenarios: harness/scenarios is a link to the repo's scenarios/ (so the wheel ships them).
+DEFAULT_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def _scenarios_dir(path: Path | None) -> Path:
@@ -79,6 +81,7 @@ def run(
         if m not in SCENARIO_NAMES:
             raise ConfigError(f"unknown marker {m!r}; allowed: {', '.join(SCENARIO_NAMES)}")
     cfg = load_config(config)  # validate before anything starts
+    preflight(cfg)
     scen = _scenarios_dir(scenarios)
     args = [str(scen), "-m", " or ".join(markers), "-p", "no:cacheprovider", "-q", "--no-header",
             "--capture=sys", "--chaos-no-summary"]
@@ -132,6 +135,7 @@ def drill(
     from harness.drill import DrillRunner, DrillStatus
 
     cfg = load_config(config)
+    preflight(cfg)
     overrides = {k: v for k, v in {"backup_id": backup_id, "archive_timeout": archive_timeout,
                                    "push_wal": push_wal}.items() if v is not None}
     if overrides:
@@ -181,6 +185,7 @@ def env_up(config: ConfigOpt = None,
     from harness.env.local import LocalEnvironment
 
     cfg = load_config(config)
+    preflight(cfg)
     env = LocalEnvironment(cfg.environment.local)
     env.detached = True
     env.up()

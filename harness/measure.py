@@ -56,11 +56,19 @@ class WindowStats:
 
 @dataclass(frozen=True)
 class LoadWindow:
-    """Load-generator requests and failures in one window (from Locust's per-second snapshots)."""
+    """Load-generator requests in one window, by request start time (Locust's per-request log).
+
+    error_rate = failed / all requests started in the window; p50/p95/p99 are nearest-rank
+    percentiles of the latencies of the requests that succeeded (a refused request's 1 ms is not
+    a latency a user waited for). None = no request (or none succeeded) in the window.
+    """
 
     requests: int
     failures: int
     error_rate: float | None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -161,11 +169,13 @@ def _window_stats(samples: list[Sample], start: int | None, end: int | None) -> 
 
 
 def _load_window(snapshots: list[Event], start: int | None, end: int | None) -> LoadWindow:
-    """Requests/failures whose per-second snapshot falls in [start, end)."""
+    """Requests/failures whose snapshot bucket (by request start) falls in [start, end)."""
     inside = [e for e in snapshots if (start is None or e.t_ns >= start) and (end is None or e.t_ns < end)]
     requests = sum(int(e.data.get("requests", 0)) for e in inside)
     failures = sum(int(e.data.get("failures", 0)) for e in inside)
-    return LoadWindow(requests, failures, failures / requests if requests else None)
+    ok_ms = [float(v) for e in inside for v in e.data.get("ok_ms", ())]
+    return LoadWindow(requests, failures, failures / requests if requests else None,
+                      percentile(ok_ms, 50), percentile(ok_ms, 95), percentile(ok_ms, 99))
 
 
 def _detection(timeline: Timeline, samples: list[Sample], t_inject: int) -> tuple[int | None, str | None]:
@@ -212,7 +222,23 @@ def _recovery(samples: list[Sample], t_detect: int, streak: int) -> tuple[int, i
 
 def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
                   deadline_s: float | None = None, fault: str | None = None) -> FaultMeasurements:
-    """Measure one fault of the timeline (the first `fault.active`, or the one from source `fault`)."""
+    """Measure one fault of the timeline (the first `fault.active`, or the one from source `fault`).
+
+    Only samples of `probe` count (default: the first probe seen). With Δ the probe interval and
+    K = `streak` (METRICS.md "Fault scenarios"):
+
+    - t_inject = the fault's `fault.active` event (its apply returned: the fault is in effect).
+    - t_detect = the earliest of: the first bad sample sent at or after t_inject, the first breaker
+      event leaving CLOSED, the first `alert` event. TTD = t_detect − t_inject (late by ≤ Δ).
+    - t_recovered = the moment the first sample of the first run of K good samples after t_detect
+      was answered. MTTR = t_recovered − t_detect; time to recover = t_recovered − t_inject;
+      recovery after clear = t_recovered − t_clear (`fault.cleared`, held faults only).
+    - Recovering later than `deadline_s` after t_inject counts as never recovered: MTTR None.
+    - Windows split at t_inject and at the send time of that first good sample: "before",
+      "during", "after" (absent when never recovered); each has probe availability and
+      latency percentiles, and the load requests started in it (see WindowStats, LoadWindow).
+    - No `fault.active` at all: only a "before" window over the whole run.
+    """
     if streak < 1:
         raise ValueError(f"recovery streak must be ≥ 1, got {streak}")
     all_samples = timeline.samples
@@ -297,6 +323,10 @@ def judge_fault(m: FaultMeasurements, targets: Targets) -> list[Objective]:
     if load_after is not None and load_after.requests:
         objectives.append(Objective.judge("load error rate after recovery", targets.load_error_rate_after,
                                           load_after.error_rate, "ratio"))
+        if load_after.p95_ms is not None:
+            objectives.append(Objective.judge("load p95 latency after recovery", targets.p95_latency_after,
+                                              load_after.p95_ms / 1000, "s",
+                                              note=f"{load_after.requests - load_after.failures} succeeded requests"))
     if m.breaker is not None and m.breaker.fail_fast_samples:
         objectives.append(Objective.judge("breaker fail-fast latency p99", targets.breaker_decision,
                                           m.breaker.fail_fast_p99_ms / 1000, "s",

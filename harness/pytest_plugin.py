@@ -53,11 +53,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def chaos_config(pytestconfig: pytest.Config) -> Config:
-    """The run's validated configuration."""
+    """The run's validated configuration, checked against the machine before anything starts."""
+    from harness.preflight import preflight
+
     try:
-        return load_config(pytestconfig.getoption("--chaos-config"))
+        config = load_config(pytestconfig.getoption("--chaos-config"))
+        preflight(config)
     except HarnessError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        _stop_session(exc)
+    return config
+
+
+def _stop_session(exc: HarnessError):
+    """Bad input or a missing tool: one line and the error's exit code, not a traceback per scenario."""
+    pytest.exit(f"chaosdrill: error: {exc}", returncode=exc.exit_code)
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +79,14 @@ def chaos_env(chaos_config: Config):
     """A fresh local environment (PostgreSQL, Redis, app) for one scenario; always torn down."""
     from harness.env.local import LocalEnvironment
 
-    with LocalEnvironment(chaos_config.environment.local) as env:
+    try:
+        env = LocalEnvironment(chaos_config.environment.local).__enter__()
+    except HarnessError as exc:
+        _stop_session(exc)  # the environment removed what it had started before raising
+    try:
         yield env
+    finally:
+        env.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -31,16 +31,22 @@ def new_run_id(scenario: str, now: datetime | None = None) -> str:
     return f"{stamp}-{scenario}-{uuid.uuid4().hex[:6]}"
 
 
-def chaosdrill_version() -> str:
+def dist_version(dist: str) -> str:
+    """An installed distribution's version from its metadata (no import: locust would gevent-patch us)."""
     try:
-        return version("chaosdrill")
+        return version(dist)
     except PackageNotFoundError:
         return "unknown"
 
 
+def chaosdrill_version() -> str:
+    return dist_version("chaosdrill")
+
+
 def host_info() -> dict[str, str]:
+    """Where and with what the run happened: shown in the report, kept in result.json."""
     return {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
-            "chaosdrill": chaosdrill_version()}
+            "chaosdrill": chaosdrill_version(), "locust": dist_version("locust")}
 
 
 @dataclass

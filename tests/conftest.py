@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -11,8 +12,11 @@ import pytest
 
 from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
 
-# Tests keep their journal and environment records away from the user's real state dir.
-os.environ.setdefault("CHAOSDRILL_STATE_DIR", tempfile.mkdtemp(prefix="chaosdrill-test-state-"))
+# Tests keep their journal and environment records away from the user's real state dir,
+# and remove it when the session ends (child processes inherit the variable).
+if "CHAOSDRILL_STATE_DIR" not in os.environ:
+    os.environ["CHAOSDRILL_STATE_DIR"] = tempfile.mkdtemp(prefix="chaosdrill-test-state-")
+    atexit.register(shutil.rmtree, os.environ["CHAOSDRILL_STATE_DIR"], True)
 
 
 @pytest.fixture

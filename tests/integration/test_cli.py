@@ -108,6 +108,66 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message) -> None:
     assert not (tmp_path / "chaosdrill-results").exists()
 
 
+@pytest.fixture
+def busy_port():
+    """A loopback port something else is listening on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def _leftovers(before: set[str], tmp_path: Path) -> list[str]:
+    found = [r["id"] for r in load_state() if r["id"] not in before]
+    if (tmp_path / "chaosdrill-results").exists():
+        found.append("chaosdrill-results")
+    return found
+
+
+@pytest.mark.parametrize("command", ["run", "drill", "env up"])
+def test_a_port_in_use_is_one_line_exit_2_and_starts_nothing(tmp_path, busy_port, command) -> None:
+    (tmp_path / "chaosdrill.toml").write_text(f"[environment.local]\nredis_port = {busy_port}\n")
+    before = {r["id"] for r in load_state()}
+    proc = chaosdrill(*command.split(), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"environment.local.redis_port: 127.0.0.1:{busy_port} is in use" in lines[0]
+    assert _leftovers(before, tmp_path) == []
+
+
+@pytest.mark.parametrize(("setting", "env", "code", "message"), [
+    ('pg_bindir = "/nonexistent/bin"', {}, 2,
+     "environment.local.pg_bindir: /nonexistent/bin has no initdb, pg_ctl, postgres"),
+    ("", {"CHAOSDRILL_PG_BINDIR": "/nonexistent/bin"}, 4,
+     "PostgreSQL binaries not found in /nonexistent/bin: install postgresql-15"),
+])
+def test_missing_postgres_binaries_are_one_line(tmp_path, setting, env, code, message) -> None:
+    (tmp_path / "chaosdrill.toml").write_text(f"[environment.local]\n{setting}\n")
+    before = {r["id"] for r in load_state()}
+    proc = subprocess.run([*CLI, "run"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=os.environ | {"COLUMNS": "200"} | env)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert _leftovers(before, tmp_path) == []
+
+
+def test_pytest_directly_stops_with_one_line_on_a_port_in_use(tmp_path, busy_port) -> None:
+    """`pytest scenarios/ -m db_outage` (no CLI): the plugin stops the session, no traceback per scenario."""
+    (tmp_path / "chaosdrill.toml").write_text(f"[environment.local]\npostgres_port = {busy_port}\n")
+    scenarios = Path(__file__).resolve().parents[2] / "scenarios"
+    before = {r["id"] for r in load_state()}
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(scenarios), "-m", "db_outage", "-q",
+                           "-p", "no:cacheprovider"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"environment.local.postgres_port: 127.0.0.1:{busy_port} is in use" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert _leftovers(before, tmp_path) == []
+
+
 def test_bad_config_file_starts_nothing(tmp_path) -> None:
     (tmp_path / "chaosdrill.toml").write_text("[load]\nusers = 0\n")
     before = {r["id"] for r in load_state()}

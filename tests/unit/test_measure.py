@@ -145,6 +145,33 @@ def test_load_windows_use_snapshot_buckets() -> None:
     assert "load error rate after recovery" in names
 
 
+def test_load_latency_percentiles_per_window_are_exact_nearest_rank() -> None:
+    tl = make_timeline(".....xxxx.....", inject_at=5 * DELTA)
+    for i in range(14):
+        during = 5 <= i < 9
+        # before: 1..5 ms; during: one slow success each bucket; after: 100 requests of 10..109 ms
+        ok_ms = [900.0] if during else [float(10 + 10 * (i - 9) + k) for k in range(10)] if i >= 9 else [i + 1.0]
+        tl.event(LOAD_SNAPSHOT, "locust", t_ns=i * DELTA, requests=len(ok_ms) + (2 if during else 0),
+                 failures=2 if during else 0, ok_ms=ok_ms)
+    m = measure_fault(tl, streak=3)
+    before, during, after = m.load["before"], m.load["during"], m.load["after"]
+    assert (before.p50_ms, before.p95_ms, before.p99_ms) == (3.0, 5.0, 5.0)
+    assert during.p99_ms == 900.0 and during.error_rate == pytest.approx(8 / 12)
+    assert (after.p50_ms, after.p95_ms, after.p99_ms) == (34.0, 57.0, 59.0)  # 10..59 ms: ranks 25, 48, 50
+    by_name = {o.name: o for o in judge_fault(m, Targets(p95_latency_after=0.05))}
+    assert by_name["load p95 latency after recovery"].achieved == pytest.approx(0.057)
+    assert by_name["load p95 latency after recovery"].passed is False
+
+
+def test_no_successful_load_request_leaves_load_latency_unmeasured() -> None:
+    tl = make_timeline(".....xxxx.....", inject_at=5 * DELTA)
+    for i in range(14):
+        tl.event(LOAD_SNAPSHOT, "locust", t_ns=i * DELTA, requests=3, failures=3)
+    m = measure_fault(tl, streak=3)
+    assert m.load["after"].p95_ms is None
+    assert "load p95 latency after recovery" not in [o.name for o in judge_fault(m, Targets())]
+
+
 def test_targets_decide_pass_and_fail() -> None:
     tl = make_timeline("..xxxxxxxxxx....", inject_at=2 * DELTA)
     m = measure_fault(tl, streak=3)

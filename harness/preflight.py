@@ -1,0 +1,55 @@
+"""Checks run before anything starts: bad input is one line and a non-zero exit, with nothing left running.
+
+Every entry point (`chaosdrill run`, `drill`, `env up` and the pytest plugin) calls `preflight(config)`
+after the config validated and before the first server starts. It also exports
+`environment.local.pg_bindir` as `CHAOSDRILL_PG_BINDIR`: `resilience/` (which never imports the
+harness config) and the harness's servers both read the binaries' location from there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from harness.config import Config
+from harness.env.ports import LOOPBACK, port_in_use
+from harness.errors import ConfigError, EnvironmentStartError
+
+PG_BINDIR_ENV = "CHAOSDRILL_PG_BINDIR"
+
+
+def export_settings(config: Config) -> None:
+    """Make process-wide settings of the config visible to every component and child process."""
+    bindir = config.environment.local.pg_bindir
+    if bindir:
+        os.environ[PG_BINDIR_ENV] = bindir
+
+
+def preflight(config: Config) -> None:
+    """Raise a one-line ConfigError / EnvironmentStartError for what would fail half-way through a start."""
+    export_settings(config)
+    local = config.environment.local
+    if local.pg_bindir is not None:
+        missing = [tool for tool in ("initdb", "pg_ctl", "postgres") if not (Path(local.pg_bindir) / tool).exists()]
+        if missing:
+            raise ConfigError(f"environment.local.pg_bindir: {local.pg_bindir} has no {', '.join(missing)}; "
+                              "allowed: a PostgreSQL bin directory such as /usr/lib/postgresql/15/bin")
+    from harness.env.servers import pg_bindir, redis_binary
+
+    pg_bindir()  # EnvironmentStartError naming the package when PostgreSQL is not installed
+    redis_binary()
+    for key in ("postgres_port", "redis_port", "app_port"):
+        port = getattr(local, key)
+        if port and port_in_use(port, LOOPBACK):
+            raise ConfigError(f"environment.local.{key}: {LOOPBACK}:{port} is in use; "
+                              "allowed: a free port, or 0 for any free loopback port")
+    if config.load.enabled and shutil.which("locust") is None and not _locust_importable():
+        raise EnvironmentStartError("locust is not installed: run `make deps` (or set load.enabled = false)")
+
+
+def _locust_importable() -> bool:
+    """Locust is run as `python -m locust` by harness.load; find it without importing (gevent patching)."""
+    import importlib.util
+
+    return importlib.util.find_spec("locust") is not None
