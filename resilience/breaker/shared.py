@@ -9,23 +9,26 @@ Every decision is one Lua script, so it is atomic across processes::
 
 The Redis hash ``{prefix}{name}`` holds the state, epoch, consecutive-failure run, window
 counts and HALF_OPEN permits. Count windows keep outcome codes in a list; time windows keep
-one-second buckets as hash fields. A backoff function is evaluated in Python for attempts
-1..16 and handed to the script as a table. Clients have socket timeouts and no retries
-(RECIPES.md §7), so a stuck Redis costs at most ``timeout`` once per ``reconnect_interval``.
-Shared mode costs two round trips per call; use it where agreement matters more than µs.
-``call``/``acall`` and the decorator are shared; ``with breaker:`` uses the local state.
+one-second buckets as hash fields. Time comes from Redis (``TIME`` inside the scripts), so
+processes whose wall clocks disagree still agree on buckets and on when OPEN ends; the
+breaker's own (injectable) clock times calls and drives the local fallback. A backoff
+function is evaluated in Python for attempts 1..16 and handed to the script as a table.
+Clients have socket timeouts and no retries (RECIPES.md §7), so a stuck Redis costs at most
+``timeout`` once per ``reconnect_interval``; an outcome whose RECORD fails is recorded
+locally instead. Shared mode costs two round trips per call; use it where agreement matters
+more than µs. ``call``/``acall`` and the decorator are shared; ``with breaker:`` is local.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
+import math
 from typing import Any
 
 from resilience.breaker.breaker import CircuitBreaker
 from resilience.breaker.config import BreakerConfig, to_seconds
-from resilience.breaker.events import CallRejected, StateChanged
+from resilience.breaker.events import CallFailed, CallRejected, CallSucceeded, SlowCall, StateChanged
 from resilience.breaker.state import BreakerState
 from resilience.errors import CircuitOpenError
 
@@ -35,11 +38,16 @@ log = logging.getLogger(__name__)
 
 BACKOFF_TABLE = 16
 
-# KEYS[1] = hash. ARGV: now_ms, permits. Returns {admitted, state, retry_ms, epoch}.
-ACQUIRE = """
+# Redis's clock in ms: one clock for every process (TIME is allowed before writes since Redis 5).
+NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS[1] = hash. ARGV: permits. Returns {admitted, state, retry_ms, epoch}.
+ACQUIRE = NOW + """
 local k = KEYS[1]
-local now = tonumber(ARGV[1])
-local permits = tonumber(ARGV[2])
+local permits = tonumber(ARGV[1])
 local st = redis.call('HGET', k, 'state') or 'closed'
 local epoch = tonumber(redis.call('HGET', k, 'epoch') or '0')
 if st == 'closed' or st == 'disabled' then return {1, st, 0, epoch} end
@@ -58,17 +66,17 @@ return {0, st, 0, epoch}
 """
 
 # KEYS[1] = hash, KEYS[2] = count-window list.
-# ARGV: now_ms, epoch, outcome (s|f|i), slow (0|1), ft, fr, sr, wtype, wsize, min_calls, permits,
+# ARGV: epoch, outcome (s|f|i), slow (0|1), ft, fr, sr, wtype, wsize, min_calls, permits,
 #       uses_rates, waits (comma-separated ms for attempts 1..n)
 # Returns {state, epoch, open_until - now}.
-RECORD = """
+RECORD = NOW + """
 local k, lk = KEYS[1], KEYS[2]
-local now, tok, outcome, slow = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local ft, fr, sr = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local wtype, wsize, minc = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-local permits, rates = tonumber(ARGV[11]), tonumber(ARGV[12])
+local tok, outcome, slow = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local ft, fr, sr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local wtype, wsize, minc = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local permits, rates = tonumber(ARGV[10]), tonumber(ARGV[11])
 local waits = {}
-for w in string.gmatch(ARGV[13], '[^,]+') do waits[#waits + 1] = tonumber(w) end
+for w in string.gmatch(ARGV[12], '[^,]+') do waits[#waits + 1] = tonumber(w) end
 local st = redis.call('HGET', k, 'state') or 'closed'
 local epoch = tonumber(redis.call('HGET', k, 'epoch') or '0')
 
@@ -166,8 +174,8 @@ elseif rates == 1 and calls >= minc and ((fr >= 0 and fails * 100 >= fr * calls)
 return {st, epoch, untl()}
 """
 
-# KEYS[1] = hash, KEYS[2] = list. ARGV: new state, now_ms, wait_ms. Operator transitions and reset.
-FORCE = """
+# KEYS[1] = hash, KEYS[2] = list. ARGV: new state, wait_ms. Operator transitions and reset.
+FORCE = NOW + """
 local k, lk = KEYS[1], KEYS[2]
 local epoch = tonumber(redis.call('HGET', k, 'epoch') or '0') + 1
 redis.call('DEL', lk)
@@ -176,15 +184,30 @@ for _, f in ipairs(redis.call('HKEYS', k)) do
 end
 redis.call('HSET', k, 'state', ARGV[1], 'epoch', epoch, 'run', 0, 'w_calls', 0, 'w_fail', 0, 'w_slow', 0,
            'ho_issued', 0, 'ho_done', 0, 'ho_failed', 0, 'ho_slow', 0)
-if ARGV[1] == 'open' then redis.call('HSET', k, 'open_until', tonumber(ARGV[2]) + tonumber(ARGV[3])) end
+if ARGV[1] == 'open' then redis.call('HSET', k, 'open_until', now + tonumber(ARGV[2])) end
 if ARGV[1] == 'closed' then redis.call('HSET', k, 'open_attempts', 0) end
 return epoch
 """
 
-
-def _wall_ms() -> int:
-    """Processes share no monotonic clock, so the shared state uses wall-clock milliseconds."""
-    return time.time_ns() // 1_000_000
+# KEYS[1] = hash. ARGV: wtype, wsize. Read-only. Returns {state, window calls, window failures,
+# window slow calls, run, times_opened, open_until - now}: the shared numbers behind metrics().
+METRICS = NOW + """
+local k, wtype, wsize = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local function num(f) return tonumber(redis.call('HGET', k, f) or '0') end
+local st = redis.call('HGET', k, 'state') or 'closed'
+local calls, fails, slows = 0, 0, 0
+if wtype == 'count' then
+  calls, fails, slows = num('w_calls'), num('w_fail'), num('w_slow')
+else
+  local e = math.floor(now / 1000)
+  for i = e - wsize + 1, e do
+    calls = calls + num('b:c:' .. i)
+    fails = fails + num('b:f:' .. i)
+    slows = slows + num('b:s:' .. i)
+  end
+end
+return {st, calls, fails, slows, num('run'), num('times_opened'), num('open_until') - now}
+"""
 
 
 class RedisBreakerStore:
@@ -209,7 +232,7 @@ class RedisBreakerStore:
 
             client = redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **self._options())
             self._sync = (client, client.register_script(ACQUIRE), client.register_script(RECORD),
-                          client.register_script(FORCE))
+                          client.register_script(FORCE), client.register_script(METRICS))
         return self._sync
 
     @property
@@ -221,7 +244,7 @@ class RedisBreakerStore:
 
             client = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **self._options())
             self._async = (client, client.register_script(ACQUIRE), client.register_script(RECORD),
-                           client.register_script(FORCE))
+                           client.register_script(FORCE), client.register_script(METRICS))
         return self._async
 
     def keys(self, name: str) -> list[str]:
@@ -262,13 +285,16 @@ class SharedCircuitBreaker(CircuitBreaker):
         cfg = self.config
         waits = []
         for attempt in range(1, BACKOFF_TABLE + 1):
-            seconds = cfg.wait_in_open
+            seconds = to_seconds(cfg.wait_in_open)
             if cfg.wait_in_open_backoff is not None:
                 try:
-                    seconds = cfg.wait_in_open_backoff(attempt)
+                    seconds = to_seconds(cfg.wait_in_open_backoff(attempt))
+                    if not math.isfinite(seconds):
+                        raise ValueError(f"backoff({attempt}) = {seconds!r} is not finite")
                 except Exception:
                     log.exception("breaker %r: wait_in_open_backoff failed; using wait_in_open", name)
-            waits.append(str(max(0, round(to_seconds(seconds) * 1000))))
+                    seconds = to_seconds(cfg.wait_in_open)
+            waits.append(str(max(0, round(seconds * 1000))))
         self._record_args = [
             cfg.failure_threshold or 0,
             -1 if cfg.failure_rate_threshold is None else cfg.failure_rate_threshold,
@@ -337,10 +363,10 @@ class SharedCircuitBreaker(CircuitBreaker):
     def _shared_call(self, fn, /, *args, **kwargs):
         if not self._use_redis():
             return self._local_call(fn, *args, **kwargs)
-        _, acquire, record, _ = self.store.sync_client
+        _, acquire, record, *_ = self.store.sync_client
         try:
             admitted, state, retry_ms, epoch = acquire(keys=self._keys[:1],
-                                                       args=[_wall_ms(), self.config.half_open_permitted_calls])
+                                                       args=[self.config.half_open_permitted_calls])
         except Exception as exc:  # redis errors of any kind: degrade, never fail the call for it
             self._redis_failed(exc)
             return self._local_call(fn, *args, **kwargs)
@@ -361,33 +387,50 @@ class SharedCircuitBreaker(CircuitBreaker):
             self._record_shared(record, epoch, error, start)
 
     def _record_shared(self, record, epoch, error, start) -> None:
-        slow = 1 if self._now() - start >= self._slow_ns else 0
+        end = self._now()
+        outcome = self._outcome(error)
+        slow = 1 if end - start >= self._slow_ns else 0
         try:
-            result = record(keys=self._keys, args=[_wall_ms(), epoch, self._outcome(error), slow,
-                                                   *self._record_args])
+            result = record(keys=self._keys, args=[epoch, outcome, slow, *self._record_args])
         except Exception as exc:
             self._redis_failed(exc)
+            self._record_locally(error, start, end)
             return
-        self._after_record(result, error, slow)
+        self._after_record(result, outcome, error, slow, start, end)
 
-    def _after_record(self, result, error, slow) -> None:
+    def _record_locally(self, error, start, end) -> None:
+        """RECORD did not reach Redis: the outcome counts in the local state it falls back to."""
+        if error is None:
+            self._on_success(None, start, end)
+        else:
+            self._on_exception(None, error, start, end)
+
+    def _after_record(self, result, outcome, error, slow, start, end) -> None:
         self._observe(result[0], "shared")
-        outcome = self._outcome(error)
         if outcome == "f":
             self._failures += 1
         elif outcome == "i":
             self._ignored += 1
         self._slow_calls += slow
         self._ho_recorded += outcome != "i"  # counted as recorded calls for local metrics
+        hooks = self._hooks
+        if hooks and outcome != "i":  # the same events as the local breaker
+            duration = end - start
+            if outcome == "s" and "on_success" in hooks:
+                self._emit("on_success", CallSucceeded(self.name, end, duration))
+            elif outcome == "f" and "on_failure" in hooks:
+                self._emit("on_failure", CallFailed(self.name, end, duration, error))
+            if slow and "on_slow_call" in hooks:
+                self._emit("on_slow_call", SlowCall(self.name, end, duration, outcome == "s"))
 
     # -------------------------------------------------------------- async
     async def _shared_acall(self, fn, /, *args, **kwargs):
         if not self._use_redis():
             return await self._local_acall(fn, *args, **kwargs)
-        _, acquire, record, _ = self.store.async_client
+        _, acquire, record, *_ = self.store.async_client
         try:
             admitted, state, retry_ms, epoch = await acquire(
-                keys=self._keys[:1], args=[_wall_ms(), self.config.half_open_permitted_calls])
+                keys=self._keys[:1], args=[self.config.half_open_permitted_calls])
         except Exception as exc:
             self._redis_failed(exc)
             return await self._local_acall(fn, *args, **kwargs)
@@ -405,14 +448,16 @@ class SharedCircuitBreaker(CircuitBreaker):
             error = exc
             raise
         finally:
-            slow = 1 if self._now() - start >= self._slow_ns else 0
+            end = self._now()
+            outcome = self._outcome(error)
+            slow = 1 if end - start >= self._slow_ns else 0
             try:
-                result = await record(keys=self._keys, args=[_wall_ms(), epoch, self._outcome(error), slow,
-                                                             *self._record_args])
+                result = await record(keys=self._keys, args=[epoch, outcome, slow, *self._record_args])
             except Exception as exc:
                 self._redis_failed(exc)
+                self._record_locally(error, start, end)
             else:
-                self._after_record(result, error, slow)
+                self._after_record(result, outcome, error, slow, start, end)
 
     # -------------------------------------------------------------- operator controls
     def _manual(self, new: BreakerState) -> None:
@@ -420,10 +465,32 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._force_shared(new)
 
     def metrics(self):
-        """Local counters (this process's calls) with the shared state."""
+        """Call counters of this process; state, window, run, times opened and retry from Redis.
+
+        While Redis is unreachable (or does not answer now) everything is local.
+        """
         m = super().metrics()
-        state = self.state
-        return dataclasses.replace(m, state=state, state_code=state.code)
+        if self._degraded_until:
+            return m
+        cfg = self.config
+        try:
+            st, calls, fails, slows, run, opened, until_ms = self.store.sync_client[4](
+                keys=self._keys[:1], args=[cfg.sliding_window_type, cfg.sliding_window_size])
+        except Exception as exc:
+            self._redis_failed(exc)
+            return super().metrics()
+        state = self._observe(st, "shared")
+        if state is BreakerState.FORCED_OPEN:
+            retry = math.inf
+        else:
+            retry = max(0, int(until_ms)) / 1000 if state is BreakerState.OPEN else 0.0
+        calls, fails, slows = int(calls), int(fails), int(slows)
+        return dataclasses.replace(
+            m, state=state, state_code=state.code, window_calls=calls, window_failures=fails,
+            window_slow_calls=slows, failure_rate=100.0 * fails / calls if calls else 0.0,
+            slow_call_rate=100.0 * slows / calls if calls else 0.0,
+            consecutive_failures=int(run) if state is BreakerState.CLOSED else 0, times_opened=int(opened),
+            retry_after=retry)
 
     def reset(self) -> None:
         super().reset()
@@ -431,7 +498,7 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def _force_shared(self, new: BreakerState) -> None:
         try:
-            self.store.sync_client[3](keys=self._keys, args=[new.value, _wall_ms(), self._record_args[-1].split(",")[0]])
+            self.store.sync_client[3](keys=self._keys, args=[new.value, self._record_args[-1].split(",")[0]])
         except Exception as exc:
             self._redis_failed(exc)
             return

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from resilience.breaker import BreakerState
+from resilience.breaker import BreakerListener, BreakerState
 from resilience.breaker.shared import RedisBreakerStore, SharedCircuitBreaker
+from resilience.clock import FakeClock
 from resilience.errors import CircuitOpenError
 
 pytestmark = pytest.mark.timeout(90)
@@ -172,3 +173,123 @@ def test_redis_comes_back(redis_server, caplog):
         b.call(_ok)
     assert "reachable again" in caplog.text
     assert store.snapshot("comeback")["calls"] == "1"
+
+
+SLOW_SETTINGS = dict(failure_threshold=None, slow_call_rate_threshold=60, slow_call_duration_threshold=0.2,
+                     sliding_window_type="time", sliding_window_size=30, minimum_calls=6, wait_in_open=30)
+
+
+def worker_slow_calls(url: str, name: str, barrier, results) -> None:
+    """A fast and a slow call each, read the shared window; then one more slow call each, probe."""
+    breaker = SharedCircuitBreaker(name, RedisBreakerStore(url), **SLOW_SETTINGS)
+    barrier.wait(20)
+    breaker.call(_ok)
+    breaker.call(time.sleep, 0.4)
+    barrier.wait(20)
+    m = breaker.metrics()
+    barrier.wait(20)
+    try:
+        breaker.call(time.sleep, 0.4)
+    except CircuitOpenError:
+        pass  # only if this process was scheduled after the others' slow calls had opened it
+    barrier.wait(20)
+    try:
+        breaker.call(_ok)
+        outcome = "admitted"
+    except CircuitOpenError:
+        outcome = "rejected"
+    results.put(f"{m.state.value} window={m.window_calls}/{m.window_slow_calls} rate={m.slow_call_rate:.0f}, "
+                f"then {outcome}")
+
+
+def test_slow_calls_from_three_processes_fill_one_time_window(redis_server):
+    # 6 calls, 3 slow (50 % < 60 %): closed, and every process sees the same shared window;
+    # 3 more slow calls: 5 of 8 = 62.5 % opens it for all (each process alone never has 6 calls)
+    out = run_workers(worker_slow_calls, lambda i: (redis_server.url, "slow"), 3)
+    assert out == ["closed window=6/3 rate=50, then rejected"] * 3
+    snap = RedisBreakerStore(redis_server.url).snapshot("slow")
+    assert snap["state"] == "open" and snap["slow_calls"] == "5" and snap["calls"] == "8"
+
+
+def worker_skewed_clock_trips(url: str, name: str, skew_s: float, results) -> None:
+    """A process whose wall clock is `skew_s` off opens the breaker (wait_in_open 30 s)."""
+    real = time.time_ns
+    time.time_ns = lambda: real() + int(skew_s * 1e9)  # this process's clock is wrong
+    breaker = SharedCircuitBreaker(name, RedisBreakerStore(url), failure_threshold=1, wait_in_open=30)
+    try:
+        breaker.call(_boom)
+    except Boom:
+        pass
+    results.put(breaker.state.value)
+
+
+def test_open_period_uses_redis_time_not_each_process_wall_clock(redis_server):
+    results = CTX.Queue()
+    proc = CTX.Process(target=worker_skewed_clock_trips, args=(redis_server.url, "skew", -3600.0, results))
+    proc.start()
+    assert results.get(timeout=30) == "open"
+    proc.join(10)
+    b = SharedCircuitBreaker("skew", RedisBreakerStore(redis_server.url), failure_threshold=1, wait_in_open=30)
+    with pytest.raises(CircuitOpenError) as info:
+        b.call(_ok)  # with the skewed clock's open_until, the wait would have ended an hour ago
+    assert 20 < info.value.retry_after <= 30
+    m = b.metrics()
+    assert m.state is BreakerState.OPEN and m.times_opened == 1 and 20 < m.retry_after <= 30
+
+
+class PerCall(BreakerListener):
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def on_success(self, event):
+        self.events.append(("success", event.duration_ns))
+
+    def on_failure(self, event):
+        self.events.append(("failure", type(event.error).__name__, event.duration_ns))
+
+    def on_slow_call(self, event):
+        self.events.append(("slow", event.succeeded))
+
+
+async def test_shared_breaker_emits_per_call_events_and_window_metrics_from_redis(redis_server):
+    clock = FakeClock()
+    listener = PerCall()
+    store = RedisBreakerStore(redis_server.url)
+    b = SharedCircuitBreaker("events", store, clock=clock, listeners=[listener], failure_threshold=5,
+                             failure_rate_threshold=90, minimum_calls=10, slow_call_duration_threshold=1.0)
+
+    def slow_ok():
+        clock.advance(2)
+        return "ok"
+
+    async def aboom():
+        raise Boom()
+
+    assert b.call(_ok) == "ok"
+    assert b.call(slow_ok) == "ok"
+    with pytest.raises(Boom):
+        await b.acall(aboom)
+    assert listener.events == [("success", 0), ("success", 2 * 10**9), ("slow", True), ("failure", "Boom", 0)]
+    other = SharedCircuitBreaker("events", store, failure_threshold=5, failure_rate_threshold=90, minimum_calls=10)
+    m = other.metrics()  # another breaker object made no calls: the window is the shared one
+    assert (m.window_calls, m.window_failures, m.window_slow_calls) == (3, 1, 1)
+    assert m.consecutive_failures == 1 and m.calls == 0
+    await store.aclose()
+
+
+def test_outcome_is_recorded_locally_when_redis_dies_during_the_call(redis_server):
+    store = RedisBreakerStore(redis_server.url, timeout=0.2, reconnect_interval=30)
+    listener = PerCall()
+    b = SharedCircuitBreaker("lost", store, failure_threshold=1, listeners=[listener])
+
+    def dies_then_fails():
+        redis_server.kill()
+        raise Boom()
+
+    with pytest.raises(Boom):
+        b.call(dies_then_fails)  # admitted by Redis; RECORD cannot reach it
+    assert b.state is BreakerState.OPEN, "the failure counts in the local state"
+    assert listener.events == [("failure", "Boom", listener.events[0][2])]
+    with pytest.raises(CircuitOpenError):
+        b.call(_ok)
+    assert b.metrics().failures == 1
