@@ -3,6 +3,8 @@
 The model is written for clarity, not speed: it keeps every outcome with its time and
 recomputes windows from scratch. Any divergence in state, counts, retry time or HALF_OPEN
 admission fails the run, and a listener checks every transition against the table.
+Configs with and without slow-call detection and listeners of each kind exercise every
+CLOSED path (plain, timed, guarded); some open for a backoff function's wait.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -42,6 +44,8 @@ class Model:
     min_calls: int
     permits: int
     wait_ns: int
+    backoff: object = None
+    attempts: int = 0
     state: S = S.CLOSED
     epoch: int = 0
     run: int = 0
@@ -71,8 +75,12 @@ class Model:
         if new is S.CLOSED or old is S.CLOSED:
             self.outcomes.clear()
             self.run = 0
+        if new is S.CLOSED:
+            self.attempts = 0
         if new is S.OPEN:
-            self.open_until = now + self.wait_ns
+            self.attempts += 1
+            wait = self.wait_ns if self.backoff is None else round(self.backoff(self.attempts) * NS)
+            self.open_until = now + wait
         if new is S.HALF_OPEN:
             self.issued = self.done = self.failed = self.slow = 0
 
@@ -136,6 +144,17 @@ class TransitionChecker(BreakerListener):
         self.seen.append((event.old, event.new))
 
 
+class FailuresOnly(TransitionChecker):
+    """Overrides on_failure: CLOSED calls stay on a lock-free (timed) fast path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    def on_failure(self, event) -> None:
+        self.failures += 1
+
+
 class EveryHook(TransitionChecker):
     """Overrides the per-call hooks too, which moves CLOSED calls off the fast path."""
 
@@ -150,6 +169,14 @@ class EveryHook(TransitionChecker):
         self.outcomes += 1
 
 
+def linear(attempt: int) -> float:
+    return attempt * 0.5
+
+
+def doubling(attempt: int) -> float:
+    return min(2.0 ** attempt, 8.0)
+
+
 configs = st.fixed_dictionaries({
     "failure_threshold": st.sampled_from([None, 1, 2, 3, 5]),
     "failure_rate_threshold": st.sampled_from([None, 25, 50, 100]),
@@ -159,21 +186,26 @@ configs = st.fixed_dictionaries({
     "minimum_calls": st.integers(1, 3),
     "half_open_permitted_calls": st.integers(1, 3),
     "wait_in_open": st.sampled_from([1, 5]),
-}).filter(lambda c: c["failure_threshold"] or c["failure_rate_threshold"] or c["slow_call_rate_threshold"])
+    "wait_in_open_backoff": st.sampled_from([None, None, linear, doubling]),
+    "slow_call_duration_threshold": st.sampled_from([None, None, SLOW_NS / NS]),
+}).filter(lambda c: c["failure_threshold"] or c["failure_rate_threshold"] or c["slow_call_rate_threshold"]
+          ).filter(lambda c: c["slow_call_rate_threshold"] is None or c["slow_call_duration_threshold"])
 
 
 class BreakerMachine(RuleBasedStateMachine):
-    @initialize(cfg=configs, listen=st.sampled_from(["none", "transitions", "every hook"]))
+    @initialize(cfg=configs, listen=st.sampled_from(["none", "transitions", "failures", "every hook"]))
     def setup(self, cfg, listen):
         self.clock = FakeClock()
-        self.checker = EveryHook() if listen == "every hook" else TransitionChecker()
+        self.checker = {"every hook": EveryHook, "failures": FailuresOnly}.get(listen, TransitionChecker)()
         self.breaker = CircuitBreaker(
-            "m", clock=self.clock, slow_call_duration_threshold=SLOW_NS / NS, ignore_exceptions=(Skip,),
+            "m", clock=self.clock, ignore_exceptions=(Skip,),
             listeners=[] if listen == "none" else [self.checker], **cfg)
+        self.slow_ns = SLOW_NS if cfg["slow_call_duration_threshold"] else None
         self.model = Model(
             ft=cfg["failure_threshold"], fr=cfg["failure_rate_threshold"], sr=cfg["slow_call_rate_threshold"],
             kind=cfg["sliding_window_type"], size=cfg["sliding_window_size"], min_calls=cfg["minimum_calls"],
-            permits=cfg["half_open_permitted_calls"], wait_ns=cfg["wait_in_open"] * NS)
+            permits=cfg["half_open_permitted_calls"], wait_ns=cfg["wait_in_open"] * NS,
+            backoff=cfg["wait_in_open_backoff"])
         self.held: list[tuple[int, int]] = []  # tokens of calls held open with the context manager
         self.admitted_in_half_open = 0
 
@@ -199,7 +231,7 @@ class BreakerMachine(RuleBasedStateMachine):
         except (Boom, Skip):
             pass
         assert token is not None, "breaker admitted a call the model rejects"
-        self.model.record(token, self.clock.monotonic_ns(), kind, seconds * NS >= SLOW_NS)
+        self.model.record(token, self.clock.monotonic_ns(), kind, self._slow(seconds * NS))
 
     @rule()
     def enter_held(self):
@@ -221,7 +253,10 @@ class BreakerMachine(RuleBasedStateMachine):
         exc = {"ok": None, "fail": Boom(), "skip": Skip()}[kind]
         self.breaker.__exit__(type(exc) if exc else None, exc, None)
         end = self.clock.monotonic_ns()
-        self.model.record(token, end, kind, end - start >= SLOW_NS)
+        self.model.record(token, end, kind, self._slow(end - start))
+
+    def _slow(self, duration_ns: float) -> bool:
+        return self.slow_ns is not None and duration_ns >= self.slow_ns
 
     @rule(seconds=st.sampled_from([0.3, 1, 4, 10]))
     def advance(self, seconds):
@@ -235,8 +270,23 @@ class BreakerMachine(RuleBasedStateMachine):
         if action == "reset" and self.model.state is S.CLOSED:
             self.model.outcomes.clear()
             self.model.run = 0
+            self.model.attempts = 0
         elif self.model.state is not target:
             self.model.go(target, now)
+
+    @invariant()
+    def closed_uses_the_expected_path(self):
+        if not hasattr(self, "model") or self.model.state is not S.CLOSED:
+            return
+        listen = type(self.checker).__name__ if self.breaker.listeners else "none"
+        if listen == "EveryHook":
+            expected = "_guarded"
+        elif self.slow_ns is None and self.model.kind == "count" and listen != "FailuresOnly":
+            expected = "_make_closed_plain"
+        else:
+            expected = "_make_closed_timed"
+        event(f"CLOSED path {expected}")
+        assert expected in self.breaker.call.__qualname__
 
     @invariant()
     def same_state(self):
