@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import ConfigError
 
@@ -79,16 +87,104 @@ class LocalEnvConfig(Strict):
     proxy: bool = False  # flipped on once the embedded Toxiproxy server lands
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _loopback_host(host: str | None, what: str) -> None:
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"{what} host {host!r} is not loopback; chaosdrill reaches services on "
+                         "127.0.0.1/::1 only (port-forward or tunnel a remote stack)")
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(f"//{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or port == 0:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:5432")
+    return parts.hostname, port
+
+
+class ServiceConfig(Strict):
+    """A service of your own stack (`environment.kind = "external"`): where clients reach it,
+    and what faults may act on it.
+
+    `url` (http services) or `address` (host:port) is where the harness and your app reach it;
+    `proxy` names the Toxiproxy proxy in front of it (network faults); `container` the Docker
+    container running it (kill / pause / stop faults). Hosts must be loopback.
+    """
+
+    kind: Literal["http", "postgres", "redis", "tcp"] = "tcp"
+    url: str | None = Field(None, pattern=r"^https?://")
+    address: str | None = None
+    proxy: str | None = Field(None, min_length=1)
+    container: str | None = Field(None, min_length=1)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            _loopback_host(_split_address(value)[0], "address")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            _loopback_host(urlsplit(value).hostname, "url")
+        return value
+
+    def endpoint(self) -> tuple[str, int]:
+        """(host, port) clients connect to."""
+        if self.address is not None:
+            return _split_address(self.address)
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url or "")
+        return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class ExternalEnvConfig(Strict):
+    """Your own stack, already running: chaosdrill starts nothing and stops nothing of it.
+
+    `app` names the http service that probes and load target; `toxiproxy_url` is the Toxiproxy
+    API (a real one, or `chaosdrill toxiproxy`) in front of your services, for network faults.
+    """
+
+    app: str = "app"
+    toxiproxy_url: str | None = Field(None, pattern=r"^https?://")
+    ready_timeout: Duration = Field(10.0, gt=0)
+
+    @field_validator("toxiproxy_url")
+    @classmethod
+    def _toxiproxy_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            _loopback_host(urlsplit(value).hostname, "toxiproxy_url")
+        return value
+
+
 class EnvironmentConfig(Strict):
-    kind: Literal["local"] = "local"
+    """Where the services live: `local` (the embedded default: chaosdrill starts PostgreSQL, Redis
+    and the reference app) or `external` (your stack, described in `[services]`)."""
+
+    kind: Literal["local", "external"] = "local"
     local: LocalEnvConfig = LocalEnvConfig()
+    external: ExternalEnvConfig = ExternalEnvConfig()
 
 
 class ProbeConfig(Strict):
     """An HTTP steady-state probe of a service of the environment."""
 
     kind: Literal["http"] = "http"
-    service: Literal["app"] = "app"
+    service: str = Field("app", min_length=1)  # an http service: "app" locally, a [services] name externally
     path: str = Field("/health", pattern=r"^/")
     timeout: Duration = Field(1.0, gt=0)
     latency_threshold: Duration = Field(0.5, gt=0)
@@ -99,6 +195,7 @@ class LoadConfig(Strict):
     """Locust load during scenarios (bounded: users × throughput_per_user requests/s)."""
 
     enabled: bool = True
+    locustfile: str | None = None  # default: the bundled one, which drives the reference app
     users: int = Field(10, ge=1, le=1000)
     spawn_rate: float = Field(10.0, gt=0)
     throughput_per_user: float = Field(5.0, gt=0, le=100)
@@ -196,6 +293,7 @@ class DrillConfig(Strict):
 class Config(Strict):
     run: RunConfig = RunConfig()
     environment: EnvironmentConfig = EnvironmentConfig()
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
     probes: dict[str, ProbeConfig] = Field(default_factory=lambda: {"app_health": ProbeConfig()})
     load: LoadConfig = LoadConfig()
     targets: Targets = Targets()
@@ -216,6 +314,37 @@ class Config(Strict):
         if not value:
             raise ValueError("at least one probe is needed to measure anything")
         return value
+
+    @model_validator(mode="after")
+    def _services_fit_the_environment(self) -> Config:
+        if self.environment.kind == "local":
+            if self.services:
+                raise ValueError("services: only for environment.kind = 'external' "
+                                 "(the local environment starts its own postgres, redis and app)")
+            http = {"app"}
+        else:
+            app = self.environment.external.app
+            if app not in self.services:
+                raise ValueError(f"environment.external.app: no service {app!r} in [services]; "
+                                 f"defined: {', '.join(self.services) or 'none'}")
+            for name, svc in self.services.items():
+                if svc.kind == "http" and svc.url is None:
+                    raise ValueError(f"services.{name}.url: required for an http service")
+                if svc.kind != "http" and svc.address is None:
+                    raise ValueError(f"services.{name}.address: required for a {svc.kind} service (host:port)")
+            if self.services[app].kind != "http":
+                raise ValueError(f"services.{app}.kind: the app probes and load target must be 'http'")
+            if any(s.proxy for s in self.services.values()) and self.environment.external.toxiproxy_url is None:
+                raise ValueError("environment.external.toxiproxy_url: required when a service names a proxy")
+            if self.load.enabled and self.load.locustfile is None:
+                raise ValueError("load.locustfile: required with environment.kind = 'external' (the bundled "
+                                 "one drives the reference app); or set load.enabled = false")
+            http = {n for n, s in self.services.items() if s.kind == "http"}
+        for name, probe in self.probes.items():
+            if probe.service not in http:
+                raise ValueError(f"probes.{name}.service: must be an http service of the environment; "
+                                 f"allowed: {', '.join(sorted(http))}")
+        return self
 
     def scenario(self, name: str) -> ScenarioConfig:
         return self.scenarios.get(name, ScenarioConfig())
@@ -252,6 +381,8 @@ def describe_error(err: dict) -> str:
         msg = msg.replace("Input should be", "must be")
     got = err.get("input")
     shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    if not loc and re.match(r"^[a-z_][a-z0-9_.]*: ", msg):
+        return f"{msg}{shown}"  # a cross-field rule that names its own key path
     return f"{path}: {msg}{shown}"
 
 

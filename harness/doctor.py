@@ -64,15 +64,50 @@ def _docker() -> Check:
                      "scripts/ensure-docker.sh (installs docker.io, starts dockerd with host networking only)")
 
 
+def _python() -> Check:
+    import platform
+    import sys
+
+    ok = sys.version_info >= (3, 11)
+    return Check("python", ok, True, f"{platform.python_version()} ({sys.executable})",
+                 "" if ok else "chaosdrill needs Python 3.11 or newer")
+
+
+def _pg_os_user() -> Check:
+    """As root, PostgreSQL tools run as the postgres OS user (initdb refuses root)."""
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        return Check("postgres OS user", True, False, f"not needed: running as uid {os.geteuid()}", "")
+    try:
+        entry = pwd.getpwnam("postgres")
+    except KeyError:
+        return Check("postgres OS user", False, True, "missing (needed when running as root)",
+                     "apt-get install postgresql-15 (creates it)")
+    return Check("postgres OS user", True, True, f"uid {entry.pw_uid}", "")
+
+
+def _firewall_rights() -> Check:
+    from harness.faults.firewall import has_net_admin
+
+    ok = has_net_admin()
+    return Check("CAP_NET_ADMIN", ok, False, "yes: partition faults can use nft/iptables" if ok else
+                 "no: network_partition is refused; Toxiproxy faults still work", "run as root for packet-drop faults")
+
+
 def checks() -> list[Check]:
     return [
+        _python(),
         _postgres(),
+        _pg_os_user(),
         _binary("redis-server", ["redis-server", "--version"], True, "apt-get install redis-server"),
         _binary("pgbackrest", ["pgbackrest", "version"], False, "apt-get install pgbackrest (backups, DR drill)"),
         _binary("stunnel", ["stunnel", "-version"], False, "apt-get install stunnel4 (pgBackRest to S3 in tests)",
                contains="stunnel "),
         _binary("chromium", ["chromium", "--version"], False, "apt-get install chromium (report screenshots/PDF)"),
         _binary("nft", ["nft", "--version"], False, "apt-get install nftables (firewall partition faults)"),
+        _firewall_rights(),
         _docker(),
         *(_package(d, True) for d in ("pydantic", "typer", "httpx", "asyncpg", "redis", "aiohttp", "locust",
                                       "jinja2", "tenacity", "psutil")),

@@ -43,7 +43,9 @@ class RunOutcome:
 
 
 def probes_for(config: Config, env: LocalEnvironment) -> list[HttpProbe]:
-    urls = {"app": env.app_url}
+    """One HttpProbe per configured probe, at the URL of the http service it names."""
+    urls = {"app": env.app_url} if config.environment.kind == "local" else {
+        name: (svc.url or "").rstrip("/") for name, svc in config.services.items() if svc.kind == "http"}
     return [HttpProbe(name, urls[p.service] + p.path, p.timeout, p.latency_threshold, p.expect_status)
             for name, p in config.probes.items()]
 
@@ -72,8 +74,9 @@ class FaultExperiment:
         with ExitStack() as stack:
             if cfg.load.enabled:
                 self.progress(f"starting load: {cfg.load.users} users × {cfg.load.throughput_per_user} req/s")
+                extra = {"locustfile": Path(cfg.load.locustfile).resolve()} if cfg.load.locustfile else {}
                 load = LoadRun(self.env.app_url, run_dir / "load", cfg.load.users, cfg.load.spawn_rate,
-                               cfg.load.throughput_per_user).start()
+                               cfg.load.throughput_per_user, **extra).start()
                 stack.callback(self._stop_load, load)
             runner = stack.enter_context(ProbeRunner(probes_for(cfg, self.env), timeline, cfg.run.probe_interval))
             timeline.event("run.baseline", scenario)

@@ -29,6 +29,21 @@ def export_settings(config: Config) -> None:
 def preflight(config: Config) -> None:
     """Raise a one-line ConfigError / EnvironmentStartError for what would fail half-way through a start."""
     export_settings(config)
+    if config.load.enabled:
+        _check_load(config)
+    if config.environment.kind == "local":
+        _check_local(config)
+
+
+def _check_load(config: Config) -> None:
+    if config.load.locustfile is not None and not Path(config.load.locustfile).is_file():
+        raise ConfigError(f"load.locustfile: {config.load.locustfile} is not a file; allowed: a Locust "
+                          "locustfile (.py) of yours")
+    if shutil.which("locust") is None and not _locust_importable():
+        raise EnvironmentStartError("locust is not installed: run `make deps` (or set load.enabled = false)")
+
+
+def _check_local(config: Config) -> None:
     local = config.environment.local
     if local.pg_bindir is not None:
         missing = [tool for tool in ("initdb", "pg_ctl", "postgres") if not (Path(local.pg_bindir) / tool).exists()]
@@ -44,8 +59,6 @@ def preflight(config: Config) -> None:
         if port and port_in_use(port, LOOPBACK):
             raise ConfigError(f"environment.local.{key}: {LOOPBACK}:{port} is in use; "
                               "allowed: a free port, or 0 for any free loopback port")
-    if config.load.enabled and shutil.which("locust") is None and not _locust_importable():
-        raise EnvironmentStartError("locust is not installed: run `make deps` (or set load.enabled = false)")
 
 
 def _locust_importable() -> bool:

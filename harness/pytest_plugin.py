@@ -76,11 +76,14 @@ def chaos_results_dir(pytestconfig: pytest.Config, chaos_config: Config) -> Path
 
 @pytest.fixture
 def chaos_env(chaos_config: Config):
-    """A fresh local environment (PostgreSQL, Redis, app) for one scenario; always torn down."""
+    """The scenario's environment: a fresh local one (PostgreSQL, Redis, app; always torn down), or
+    with `environment.kind = "external"` your own stack from `[services]` (checked, never stopped)."""
+    from harness.env.external import ExternalEnvironment
     from harness.env.local import LocalEnvironment
 
     try:
-        env = LocalEnvironment(chaos_config.environment.local).__enter__()
+        env = (ExternalEnvironment(chaos_config) if chaos_config.environment.kind == "external"
+               else LocalEnvironment(chaos_config.environment.local)).__enter__()
     except HarnessError as exc:
         _stop_session(exc)  # the environment removed what it had started before raising
     try:
