@@ -58,6 +58,7 @@ from resilience.errors import BackupError
 
 Progress = Callable[[str], None]
 EnvHook = Callable[[LocalEnvironment], None]
+APP_CACHE_KEYS = "order:*"  # the reference app's cache entries (harness/app/server.py)
 ORDERS_HASHES = ("SELECT id, md5(ROW(id, customer, item, quantity, amount, created_at)::text) "
                  "FROM orders ORDER BY id")
 
@@ -190,7 +191,8 @@ def backup_set_summary(s: BackupSet) -> dict[str, Any]:
                            "parts": {}}
     for p in s.parts:
         meta = {k: p.meta.get(k) for k in ("label", "pgbackrest_type", "lsn_start", "lsn_stop", "wal_start",
-                                            "wal_stop", "repo_size") if k in p.meta}
+                                            "wal_stop", "repo_size", "keys", "keys_digest", "files")
+                if k in p.meta}
         out["parts"][p.name] = {"engine": p.engine, "size": p.size, "source_size": p.source_size, **meta}
     pg = out["parts"].get("postgres", {})
     out["lsn_range"] = f"{pg['lsn_start']} → {pg['lsn_stop']}" if pg.get("lsn_start") else None
@@ -341,7 +343,8 @@ class DrillRunner:
         source.up()
         st.versions = source.versions()
         st.source_state = source.state()
-        st.manager = BackupManager(st.repo, pg=br, redis=RedisRdbEngine(port=source.redis.port))
+        st.manager = BackupManager(st.repo, pg=br, redis=RedisRdbEngine(port=source.redis.port,
+                                                                         key_pattern=APP_CACHE_KEYS))
         st.manager.setup()
         _seed_orders(source.app_url, 20)
         st.canary = CanaryWriter(source.postgres.port, st.tl, interval_s=d.canary_interval).start()
@@ -414,8 +417,11 @@ class DrillRunner:
                 # the restored copy must never archive into the source's repository
                 st.fresh.postgres.settings = {"archive_mode": "off", "synchronous_commit": "on"}
                 st.fresh.up(init_postgres=False)
+                # the restored Redis loaded the RDB with appendonly off (the AOF trap, RECIPES §2);
+                # turning AOF on now rewrites it from memory, so a restart keeps the keys
+                st.redis_aof = RedisRdbEngine.enable_aof(st.fresh.redis.port)
                 tl.event("drill.start.end", "drill", postgres_port=st.fresh.postgres.port,
-                         app=st.fresh.app_url)
+                         app=st.fresh.app_url, redis_aof=st.redis_aof)
                 probes = [HttpProbe(f"restored {name}", st.fresh.app_url + p.path, p.timeout, p.latency_threshold,
                                     p.expect_status) for name, p in self.config.probes.items()]
                 st.fresh_probes = ProbeRunner(probes, tl, self.config.run.probe_interval).start()
@@ -531,14 +537,16 @@ class DrillRunner:
         checks["canary rows contiguous"] = {"passed": contiguous, "rows": count, "max_seq": max_seq}
         tl.event(CANARY_RESTORED, "drill", max_seq=max_seq,
                  max_written_at=newest.isoformat() if newest else None, rows=count)
-        import redis as redis_lib
-
-        r = redis_lib.Redis(host="127.0.0.1", port=redis_port, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            keys = r.dbsize()
-        finally:
-            r.close()
-        checks["redis restored from its RDB"] = {"passed": True, "keys": keys}
+        if st.chosen is not None and any(p.name == "redis" for p in st.chosen.parts):  # not in a failover
+            part = st.chosen.part("redis")
+            try:
+                checks["redis keys equal the backup's (count and digest)"] = RedisRdbEngine.compare_keys(
+                    st.repo, part, redis_port)
+            except BackupError as exc:
+                checks["redis keys equal the backup's (count and digest)"] = {"passed": False,
+                                                                              "error": _one_line(exc)}
+            aof = _redis_config(redis_port, "appendonly")
+            checks["redis AOF on after the restore"] = {"passed": aof == "yes", "appendonly": aof}
         passed = all(c["passed"] for c in checks.values())
         st.verification = {"passed": passed, "checks": checks, "lost_orders": len(st.snapshot) - len(restored)}
         tl.event("drill.verify.end", "drill", passed=passed,
@@ -601,6 +609,7 @@ class _State:
     pushed_wal: list[str] = field(default_factory=list)
     restore_steps: list[dict[str, Any]] = field(default_factory=list)
     verification: dict[str, Any] = field(default_factory=dict)
+    redis_aof: dict[str, Any] | None = None
     journal: list[StepRecord] = field(default_factory=list)
     scratch: Path | None = None
     replica: Any = None
@@ -611,6 +620,18 @@ class _State:
 def _connect(port: int) -> psycopg.Connection:
     return psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=3,
                            autocommit=True, options="-c statement_timeout=30000")
+
+
+def _redis_config(port: int, name: str) -> str | None:
+    import redis as redis_lib
+
+    r = redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return r.config_get(name).get(name)
+    except redis_lib.RedisError:
+        return None
+    finally:
+        r.close()
 
 
 def _count_orders(port: int) -> int:

@@ -10,6 +10,7 @@ import sys
 
 import psycopg
 import pytest
+import redis
 
 from harness.config import parse_config
 from harness.drill import (
@@ -66,7 +67,13 @@ def test_drill_end_to_end_rpo_within_archive_timeout(tmp_path):
     used = result["measurements"]["backup_set"]
     assert used["type"] == "incr" and used["lsn_range"] and used["parts"]["postgres"]["label"]
     assert used["id"] == result["measurements"]["backups"][-1]["id"]
+    checks = result["measurements"]["verification"]["checks"]
     assert result["measurements"]["verification"]["passed"] is True
+    redis_check = checks["redis keys equal the backup's (count and digest)"]
+    assert redis_check["passed"] and redis_check["keys_at_backup"] >= 20  # the seeded orders are cached
+    assert redis_check["keys_restored"] == redis_check["keys_at_backup"]
+    assert redis_check["digest_restored"] == redis_check["digest_at_backup"] == used["parts"]["redis"]["keys_digest"]
+    assert checks["redis AOF on after the restore"] == {"passed": True, "appendonly": "yes"}
     assert (outcome.run_dir / "timeline.csv").read_text().count("canary.ack") == m.rows_acknowledged
     html = outcome.report.read_text()
     assert "Backup set used" in html and used["lsn_range"].split(" ")[0] in html and "Recovery steps" in html
@@ -77,6 +84,9 @@ def test_drill_catches_a_tampered_restore(tmp_path):
     def tamper(fresh):
         with psycopg.connect(fresh.postgres.dsn, autocommit=True) as conn:
             conn.execute("UPDATE orders SET amount = amount + 1 WHERE id = (SELECT min(id) FROM orders)")
+        r = redis.Redis(port=fresh.redis.port)
+        r.delete("order:2")
+        r.set("order:3", "tampered", keepttl=True)
 
     cfg = config(tmp_path, load=False)
     outcome = DrillRunner(cfg, tmp_path / "results", plan=short_plan(), hooks=DrillHooks(before_verify=tamper)).run()
@@ -84,6 +94,9 @@ def test_drill_catches_a_tampered_restore(tmp_path):
     assert outcome.verdict is Verdict.FAILED
     check = outcome.verification["checks"]["orders subset of snapshot"]
     assert check["passed"] is False and check["changed"] == [1]
+    cache = outcome.verification["checks"]["redis keys equal the backup's (count and digest)"]
+    assert cache["passed"] is False and cache["missing"] == ["order:2"] and cache["changed"] == ["order:3"]
+    assert cache["keys_restored"] == cache["keys_at_backup"] - 1
     assert outcome.measurements.verified is False and outcome.measurements.rto_s is None
     assert outcome.measurements.t_serving_ns is None  # never served a restore that differs
 
