@@ -3,20 +3,29 @@
     client ──► Link(upstream)   ──► upstream server
     client ◄── Link(downstream) ◄── upstream server
 
-A link with toxics is a chain, always headed by a hidden noop (as upstream's `link.go`):
+A link with toxics is a chain of stubs, one task per toxic, ending in a sink that writes
+straight to the destination transport:
 
-    source ─► input ─► ToxicStub(noop) ─► ToxicStub(latency) ─► … ─► output ─► writer ─► dest
+    source ─► [input] ─► ToxicStub(latency) ─► [channel] ─► … ─► Sink ─► dest
 
-Each stub runs `toxic.pipe(stub)` as a task; channels between stubs are bounded (by chunks
-and bytes) so a slow reader pauses reading from the source instead of growing memory.
-Adding, updating or removing a toxic interrupts the stubs concerned; an interrupted toxic
-writes whatever it holds before it returns, so no byte is lost or reordered.
+Upstream's chain is headed by a hidden noop (`link.go`); here that head is virtual: `feed`,
+which runs synchronously in `data_received`, is the noop, so it costs no task and no handoff.
+Channels between stubs are bounded (by chunks and bytes): when the first one is full the
+source stops reading, and a stub blocks on a full channel (or on a destination whose
+transport paused writing), so a slow reader pauses reading from the source instead of
+growing memory. Adding, updating or removing a toxic interrupts the stubs concerned; an
+interrupted toxic writes whatever it holds before it returns, so no byte is lost or reordered.
 
-**Fast path.** A link whose chain is only the noop has no stubs and no tasks at all:
-`data_received` writes straight to the other transport, and the transports' own flow control
-(`pause_writing` → `pause_reading`) gives backpressure. It switches to the chain the moment a
-toxic is added (nothing is buffered in Python then, so order is kept). Once a live link has had
-a toxic it keeps its noop chain until the connection ends.
+**Fast path.** A link without toxics has no stubs and no tasks at all: `data_received` writes
+straight to the other transport, and the transports' own flow control (`pause_writing` →
+`pause_reading`) gives backpressure. It switches to the chain the moment a toxic is added,
+and back when the last one is removed (nothing is buffered in Python then, so order is kept).
+
+**Time.** Chunks are stamped and deadlines kept on `time.monotonic()`, not on `loop.time()`:
+uvloop's loop clock and `call_at` tick in whole milliseconds (a deadline would be cut by up to
+~1 ms). `FineClock` runs every deadline of a loop from one Linux timerfd, so a latency toxic
+wakes within tens of µs of its deadline; without timerfd it re-arms a loop timer that fires
+early until the fine clock says the deadline has passed.
 
 **Half-close (a deliberate deviation).** Real Toxiproxy answers a client's FIN by fully
 closing the upstream connection, so a reply still in flight is usually lost. We pass a clean
@@ -29,9 +38,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import heapq
+import math
+import os
 import random
 import socket
 import struct
+import sys
+import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -39,7 +55,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from harness.toxiproxy.toxics import ToxicWrapper
 
-__all__ = ["INTERRUPTED", "TIMED_OUT", "Channel", "Chunk", "Connection", "Link", "ToxicStub"]
+__all__ = [
+    "INTERRUPTED",
+    "TIMED_OUT",
+    "Channel",
+    "Chunk",
+    "Connection",
+    "FineClock",
+    "Link",
+    "Sink",
+    "ToxicStub",
+    "now",
+]
 
 INTERRUPTED: Any = type("Interrupted", (), {"__repr__": lambda self: "INTERRUPTED"})()
 TIMED_OUT: Any = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT"})()
@@ -50,9 +77,11 @@ _BUFFERED_BYTES = 16 << 20  # a latency toxic holds up to 1024 chunks / 16 MiB i
 _HUGE = 1 << 62
 _LINGER0 = struct.pack("ii", 1, 0)
 
+now: Callable[[], float] = time.monotonic  # the fine clock (CLOCK_MONOTONIC, as timerfd uses)
+
 
 class Chunk:
-    """Bytes plus the loop time they were read, so latency counts from arrival."""
+    """Bytes plus the fine-clock time they were read, so latency counts from arrival."""
 
     __slots__ = ("data", "timestamp")
 
@@ -66,6 +95,132 @@ def _wake(fut: asyncio.Future, value: Any = None) -> None:
         fut.set_result(value)
 
 
+# --- the fine clock ------------------------------------------------------------------------------
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+_CLOCK_MONOTONIC, _TFD_TIMER_ABSTIME = 1, 1
+
+
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.timerfd_create.argtypes = (ctypes.c_int, ctypes.c_int)
+        libc.timerfd_settime.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()
+
+
+class FineClock:
+    """Callbacks at `time.monotonic()` deadlines, for one event loop (`FineClock.of(loop)`).
+
+    One heap of deadlines and one Linux timerfd armed at the earliest (absolute
+    CLOCK_MONOTONIC, ns resolution): the loop's epoll wakes when it is due, so no deadline is
+    cut to whole milliseconds. Without timerfd, a loop timer is armed instead and re-armed
+    whenever it fires before the deadline.
+    """
+
+    __slots__ = ("_heap", "_seq", "_armed", "_fd", "_spec", "_loop", "_handle", "__weakref__")
+
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FineClock] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, use_timerfd: bool = True) -> None:
+        self._heap: list[list[Any]] = []  # [when, seq, callback, arg]; callback None = cancelled
+        self._seq = 0
+        self._armed = math.inf
+        self._loop = weakref.ref(loop)
+        self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._spec = _Itimerspec()
+        self._fd = -1
+        if use_timerfd and _LIBC is not None:
+            fd = _LIBC.timerfd_create(_CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd >= 0:
+                try:
+                    loop.add_reader(fd, self._fire)
+                except (NotImplementedError, RuntimeError, OSError):
+                    os.close(fd)
+                else:
+                    self._fd = fd
+                    weakref.finalize(self, os.close, fd)
+
+    def _stop_timerfd(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is not None:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._fd)
+        self._fd = -1
+
+    @property
+    def uses_timerfd(self) -> bool:
+        return self._fd >= 0
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> FineClock:
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls(loop)
+        return clock
+
+    def call_at(self, when: float, callback: Callable[[Any], None], arg: Any) -> list[Any]:
+        """Call `callback(arg)` once `now() >= when`; returns an entry for `cancel`."""
+        self._seq += 1
+        entry = [when, self._seq, callback, arg]
+        heapq.heappush(self._heap, entry)
+        if when < self._armed:
+            self._arm(when)
+        return entry
+
+    @staticmethod
+    def cancel(entry: list[Any]) -> None:
+        entry[2] = entry[3] = None
+
+    def _arm(self, when: float) -> None:
+        self._armed = when
+        loop = self._loop()
+        if self._fd >= 0:
+            sec = math.floor(when)
+            v = self._spec.it_value
+            v.tv_sec, v.tv_nsec = sec, min(max(int((when - sec) * 1e9), 1), 999_999_999)
+            if _LIBC.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None) == 0:
+                return
+            self._stop_timerfd(loop)  # unexpected; keep time with loop timers from now on
+        if loop is None:
+            return
+        if loop is None:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = loop.call_later(max(when - now(), 0.0), self._fire)
+
+    def _fire(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                os.read(self._fd, 8)
+        self._handle = None
+        self._armed = math.inf
+        heap = self._heap
+        t = now()
+        while heap and heap[0][0] <= t:
+            _, _, callback, arg = heapq.heappop(heap)
+            if callback is not None:
+                callback(arg)
+        while heap and heap[0][2] is None:
+            heapq.heappop(heap)
+        if heap and heap[0][0] < self._armed:
+            self._arm(heap[0][0])  # early (a loop timer) or the next deadline
+
+
+# --- channels -----------------------------------------------------------------------------------
 class Channel:
     """A single-producer, single-consumer FIFO of chunks; `None` marks the end of the stream.
 
@@ -143,24 +298,85 @@ class Channel:
             _wake(p)
 
 
+class Sink:
+    """The end of a link's chain, shaped like a Channel: writes go straight to the destination.
+
+    Nothing is queued here. It is `full()` while the destination's transport has paused
+    writing, so the last stub waits (and the chain behind it fills and pauses the source);
+    `put_nowait` (interrupts, data that must not be dropped) writes regardless. `None` ends
+    the link: a half-close if the source's own EOF got here, a full close if a toxic ended it.
+    """
+
+    __slots__ = ("link",)
+
+    items: tuple = ()
+    nbytes = 0
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    def __len__(self) -> int:
+        return 0
+
+    def full(self) -> bool:
+        dest = self.link.dest
+        return dest.write_paused and not dest.lost
+
+    def put_nowait(self, item: Chunk | None) -> None:
+        link = self.link
+        if item is None:
+            link._finish(link.eof_in and link.natural and not link.toxic_closed)
+            return
+        dest = link.dest
+        if link.done or dest.lost:
+            return
+        dest.transport.write(item.data)  # type: ignore[union-attr]
+        link.nbytes_out += len(item.data)
+
+    async def put(self, item: Chunk | None) -> None:
+        dest = self.link.dest
+        if dest.write_paused:
+            await dest.writable()
+        self.put_nowait(item)
+
+    def unbound(self) -> None:
+        pass
+
+
+# --- toxics' view -------------------------------------------------------------------------------
 class ToxicStub:
     """What a toxic's `pipe` sees: input, output, interrupt, per-connection state."""
 
-    __slots__ = ("input", "output", "state", "interrupted", "closed", "task", "link", "_waiter", "_loop")
+    __slots__ = (
+        "input",
+        "output",
+        "state",
+        "interrupted",
+        "closed",
+        "saw_eof",
+        "task",
+        "link",
+        "_waiter",
+        "_loop",
+        "_clock",
+    )
 
-    def __init__(self, input: Channel, output: Channel, link: Link) -> None:
+    def __init__(self, input: Channel, output: Channel | Sink, link: Link) -> None:
         self.input = input
         self.output = output
         self.link = link
         self.state: Any = None
         self.interrupted = False
         self.closed = False
+        self.saw_eof = False
         self.task: asyncio.Task | None = None
         self._waiter: asyncio.Future | None = None
         self._loop = link.loop
+        self._clock = FineClock.of(link.loop)
 
-    def now(self) -> float:
-        return self._loop.time()
+    @staticmethod
+    def now() -> float:
+        return now()
 
     async def read(self, timeout: float | None = None) -> Any:
         """The next chunk, `None` at end of stream, `INTERRUPTED`, or `TIMED_OUT` after `timeout` s."""
@@ -169,7 +385,10 @@ class ToxicStub:
             if self.interrupted:
                 return INTERRUPTED
             if inp.items:
-                return inp.get_nowait()
+                c = inp.get_nowait()
+                if c is None:
+                    self.saw_eof = True
+                return c
             fut = self._loop.create_future()
             self._waiter = fut
             inp.getter = fut
@@ -186,25 +405,25 @@ class ToxicStub:
                 return TIMED_OUT
 
     async def sleep_until(self, when: float) -> bool:
-        """Sleep to loop time `when`; False if interrupted first."""
+        """Sleep to fine-clock time `when` (`now()`); False if interrupted first."""
         if self.interrupted:
             return False
-        if when <= self._loop.time():
+        if when <= now():
             return True
         fut = self._loop.create_future()
         self._waiter = fut
-        handle = self._loop.call_at(when, _wake, fut)
+        entry = self._clock.call_at(when, _wake, fut)
         try:
             await fut
         finally:
-            handle.cancel()
+            FineClock.cancel(entry)
             self._waiter = None
         return not self.interrupted
 
     async def sleep(self, seconds: float) -> bool:
         if seconds <= 0:
             return not self.interrupted
-        return await self.sleep_until(self._loop.time() + seconds)
+        return await self.sleep_until(now() + seconds)
 
     async def write(self, chunk: Chunk) -> None:
         out = self.output
@@ -220,6 +439,8 @@ class ToxicStub:
         """End the stream downstream of this stub (upstream's `stub.Close()`)."""
         if not self.closed:
             self.closed = True
+            if not self.saw_eof:
+                self.link.toxic_closed = True  # ended by the toxic, not by the source's EOF
             self.output.put_nowait(None)
 
     def reset_peer(self) -> None:
@@ -302,6 +523,7 @@ class Side(asyncio.Protocol):
         self.write_paused = False
         if self._writable is not None:
             _wake(self._writable)
+            self._writable = None
         if self.out_link is not None and not self.out_link.eof_in:
             self.out_link.feed_eof(natural=False)
         self.conn.side_lost(self)
@@ -321,8 +543,9 @@ class Side(asyncio.Protocol):
 
     async def writable(self) -> None:
         while self.write_paused and not self.lost:
-            self._writable = self.conn.loop.create_future()
-            await self._writable
+            if self._writable is None:
+                self._writable = self.conn.loop.create_future()
+            await asyncio.shield(self._writable)
 
     def pause(self, reason: int) -> None:
         if not self.paused and self.transport is not None and not self.lost:
@@ -340,7 +563,12 @@ class Side(asyncio.Protocol):
 
 
 class Link:
-    """One direction of a connection; see the module docstring for the chain."""
+    """One direction of a connection; see the module docstring for the chain.
+
+    `wrappers` are the link's toxics (the proxy's chain without its hidden noop head) and
+    `stubs` their running stages; `head` is where `feed` puts chunks: the first stub's input,
+    or the sink itself when there are no toxics (the fast path).
+    """
 
     __slots__ = (
         "conn",
@@ -348,14 +576,13 @@ class Link:
         "direction",
         "source",
         "dest",
-        "fast",
         "stubs",
         "wrappers",
-        "input",
-        "output",
-        "writer",
+        "head",
+        "sink",
         "eof_in",
         "natural",
+        "toxic_closed",
         "done",
         "nbytes_in",
         "nbytes_out",
@@ -369,31 +596,34 @@ class Link:
         self.direction = direction
         self.source = source
         self.dest = dest
-        self.fast = True
         self.stubs: list[ToxicStub] = []
         self.wrappers: list[ToxicWrapper] = []
-        self.input: Channel | None = None
-        self.output: Channel | None = None
-        self.writer: asyncio.Task | None = None
+        self.sink = Sink(self)
+        self.head: Channel | Sink = self.sink
         self.eof_in = False
         self.natural = True
+        self.toxic_closed = False
         self.done = False
         self.nbytes_in = 0
         self.nbytes_out = 0
         self._ops: deque[tuple[str, ToxicWrapper]] = deque()
         self._ops_task: asyncio.Task | None = None
 
-    # --- data in -----------------------------------------------------------------------------
+    @property
+    def fast(self) -> bool:
+        return self.head is self.sink
+
+    # --- data in (this is the chain's noop head) ------------------------------------------------
     def feed(self, data: bytes) -> None:
         self.nbytes_in += len(data)
-        if self.fast:
+        head = self.head
+        if head is self.sink:
             if not self.done and not self.dest.lost:
                 self.dest.transport.write(data)  # type: ignore[union-attr]
                 self.nbytes_out += len(data)
             return
-        inp = self.input
-        inp.put_nowait(Chunk(data, self.loop.time()))  # type: ignore[union-attr]
-        if inp.full():  # type: ignore[union-attr]
+        head.put_nowait(Chunk(data, now()))
+        if head.full():
             self.source.pause(Side.PAUSE_CHAN)
 
     def feed_eof(self, natural: bool) -> None:
@@ -401,19 +631,37 @@ class Link:
             return
         self.eof_in = True
         self.natural = natural
-        if self.fast:
-            self._finish(natural)
-        else:
-            self.input.put_nowait(None)  # type: ignore[union-attr]
+        self.head.put_nowait(None)
+
+    def _set_head(self, head: Channel | Sink) -> None:
+        old = self.head
+        if isinstance(old, Channel):
+            old.on_space = None
+        self.head = head
+        if isinstance(head, Channel):
+            head.on_space = self._head_space
+            if head.full():
+                self.source.pause(Side.PAUSE_CHAN)
+                return
+        self.source.resume(Side.PAUSE_CHAN)
+
+    def _head_space(self) -> None:
+        self.source.resume(Side.PAUSE_CHAN)
 
     # --- chain -------------------------------------------------------------------------------
     def start(self, chain: list[ToxicWrapper]) -> None:
         """Begin with the proxy's current chain (noop first); fast when it is only the noop."""
-        self.wrappers = list(chain)
-        if len(chain) > 1:
-            self._build()
+        self.wrappers = list(chain[1:])
+        nxt: Channel | Sink = self.sink
+        for w in reversed(self.wrappers):
+            stub = self._new_stub(self._channel_for(w), nxt, w)
+            self.stubs.insert(0, stub)
+            nxt = stub.input
+        for stub, w in zip(self.stubs, self.wrappers, strict=True):
+            stub.start(w)
+        self._set_head(nxt)
 
-    def _new_stub(self, inp: Channel, out: Channel, wrapper: ToxicWrapper) -> ToxicStub:
+    def _new_stub(self, inp: Channel, out: Channel | Sink, wrapper: ToxicWrapper) -> ToxicStub:
         stub = ToxicStub(inp, out, self)
         new_state = getattr(wrapper.toxic, "new_state", None)
         if new_state is not None:
@@ -424,36 +672,6 @@ class Link:
     def _channel_for(wrapper: ToxicWrapper) -> Channel:
         size = wrapper.buffer_size
         return Channel(size, _BUFFERED_BYTES) if size else Channel()
-
-    def _build(self) -> None:
-        self.input = inp = Channel()
-        inp.on_space = lambda: self.source.resume(Side.PAUSE_CHAN)
-        last = inp
-        for i, w in enumerate(self.wrappers):
-            nxt = self._channel_for(self.wrappers[i + 1]) if i + 1 < len(self.wrappers) else Channel()
-            self.stubs.append(self._new_stub(last, nxt, w))
-            last = nxt
-        self.output = last
-        self.fast = False
-        for stub, w in zip(self.stubs, self.wrappers, strict=True):
-            stub.start(w)
-        self.writer = self.loop.create_task(self._write())
-
-    async def _write(self) -> None:
-        out, dest = self.output, self.dest
-        assert out is not None
-        while True:
-            c = await out.get()
-            if c is None:
-                break
-            if dest.lost or self.done:
-                continue
-            dest.transport.write(c.data)  # type: ignore[union-attr]
-            self.nbytes_out += len(c.data)
-            if dest.write_paused:
-                await dest.writable()
-        # EOF that came from the source is a half-close; one made by a toxic closes it all.
-        self._finish(self.eof_in and self.natural and self.input is not None and not self.input.items)
 
     def _finish(self, natural: bool) -> None:
         if not self.done:
@@ -480,9 +698,13 @@ class Link:
                 await self._remove(w)
 
     async def _add(self, w: ToxicWrapper) -> None:
-        if self.fast:
+        if not self.stubs:
+            # `feed` wrote everything straight through, so nothing is in flight: just insert.
+            stub = self._new_stub(self._channel_for(w), self.sink, w)
+            self.stubs.append(stub)
             self.wrappers.append(w)
-            self._build()
+            stub.start(w)
+            self._set_head(stub.input)
             return
         last = self.stubs[-1]
         if not last.interrupt():
@@ -500,15 +722,14 @@ class Link:
     async def _update(self, w: ToxicWrapper) -> None:
         if w not in self.wrappers:
             return
-        i = self.wrappers.index(w)
-        stub = self.stubs[i]
+        stub = self.stubs[self.wrappers.index(w)]
         if stub.interrupt():
             await stub.task  # type: ignore[misc]
             if not stub.closed:
                 stub.start(w)
 
     async def _remove(self, w: ToxicWrapper) -> None:
-        if self.fast or w not in self.wrappers:
+        if w not in self.wrappers:
             return
         i = self.wrappers.index(w)
         stub = self.stubs[i]
@@ -521,27 +742,28 @@ class Link:
             if stub.closed:
                 return
         stub.input.unbound()
-        prev = self.stubs[i - 1]
-        if prev.interrupt():
+        prev = self.stubs[i - 1] if i > 0 else None  # None: the virtual head, nothing in flight
+        if prev is not None and prev.interrupt():
             await prev.task  # type: ignore[misc]
         while stub.input.items:  # move what the removed toxic had not read yet, in order
             item = stub.input.get_nowait()
             stub.output.put_nowait(item)
             if item is None:
                 break
-        prev.output = stub.output
         del self.stubs[i]
         del self.wrappers[i]
-        if not prev.closed:
-            prev.start(self.wrappers[i - 1])
+        if prev is None:
+            self._set_head(stub.output)
+        else:
+            prev.output = stub.output
+            if not prev.closed:
+                prev.start(self.wrappers[i - 1])
 
     def cancel(self) -> None:
         self.done = True
         for stub in self.stubs:
             if stub.task is not None:
                 stub.task.cancel()
-        if self.writer is not None:
-            self.writer.cancel()
         if self._ops_task is not None:
             self._ops_task.cancel()
 

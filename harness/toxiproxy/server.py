@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -203,6 +204,10 @@ def serve(
         server = ToxiproxyServer(host, port, metrics, config_path)
         await server.start()
         log.info("toxiproxy API listening on %s", server.url)
+        # Everything loaded so far lives as long as the server: keep it out of the collector's
+        # scans, so a full collection during traffic costs µs rather than ms of tail latency.
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,8 +6,11 @@ Required: `async def pipe(self, stub)`, which runs until the input ends (close t
 the stub is interrupted (write what is in flight, then return). Optional abilities are the
 small protocols `Buffered`, `Stateful` and `Cleanup`.
 
-Timing is kept against absolute deadlines (`stub.sleep_until`) so that a bandwidth or latency
-toxic does not drift by the event loop's wake-up error, chunk after chunk.
+Timing is kept against absolute deadlines on the fine clock (`stub.now()`, `stub.sleep_until`:
+`time.monotonic()`, woken by a timerfd; see pipeline.py), so that a bandwidth or latency toxic
+neither drifts by the event loop's wake-up error, chunk after chunk, nor has its deadlines cut
+to uvloop's whole milliseconds. After a stall, chunks already past their deadline go out at
+once, without a further wait, so one late wake-up does not delay everything queued behind it.
 """
 
 from __future__ import annotations
