@@ -4,8 +4,11 @@
       ─► Warmup ─► TakeBackup(full) ─► Hold ─► TakeBackup(incr) … ─► Hold
       ─► Preflight: set chosen and verified, fresh environment's targets empty   (refusals stop HERE,
       ─► Snapshot: per-row hashes of `orders`                                     source untouched)
-      ─► Disaster: pg_ctl stop -m immediate, data dir destroyed, Redis killed, its dir removed
-      ─► Restore (pgBackRest + RDB fetch into the fresh dirs) ─► Start ─► Verify ─► Serve
+      ─► Disaster: pg_ctl stop -m immediate, data dir destroyed, Redis killed, its dir removed,
+                   the app's uploads and config dirs removed
+      ─► Restore (pgBackRest, uploads + config trees, RDB fetch into the fresh dirs) ─► Start
+      ─► Verify (orders vs snapshot, canary, Redis keys vs the BGSAVE's manifest, AOF on, every
+                 restored file vs its SHA-256 manifest) ─► Serve
       ─► measure_drill / judge_drill ─► result.json, timeline.csv, report.html
 
 A drill is data plus a journal (STYLE.md item 10): a `DrillPlan` is a tuple of frozen steps,
@@ -17,6 +20,8 @@ writes into the source environment: it builds a new one (`env.fresh`) on new por
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import tempfile
 import time
@@ -51,13 +56,21 @@ from harness.measure import (
 from harness.probes import HttpProbe, ProbeRunner
 from harness.results import RunRecord, new_run_id, write_run
 from harness.timeline import Timeline
-from resilience.backup import BackupManager, LocalRepository, PgBackRest, RedisRdbEngine
+from resilience.backup import (
+    BackupManager,
+    ConfigEngine,
+    FileTreeEngine,
+    LocalRepository,
+    PgBackRest,
+    RedisRdbEngine,
+)
 from resilience.backup.catalog import BackupSet
 from resilience.backup.manager import RestoreTargets
 from resilience.errors import BackupError
 
 Progress = Callable[[str], None]
 EnvHook = Callable[[LocalEnvironment], None]
+UPLOADS_PART = "files:uploads"
 APP_CACHE_KEYS = "order:*"  # the reference app's cache entries (harness/app/server.py)
 ORDERS_HASHES = ("SELECT id, md5(ROW(id, customer, item, quantity, amount, created_at)::text) "
                  "FROM orders ORDER BY id")
@@ -322,8 +335,9 @@ class DrillRunner:
         levers = [f"archive_timeout {d.archive_timeout:g} s" if d.archive_timeout else "archive_timeout off"]
         if d.push_wal:
             levers.append("crashed primary's WAL pushed")
-        return (f"DR drill: backups {'+'.join(d.backups)}, disaster (PostgreSQL stopped -m immediate, data "
-                f"destroyed; Redis killed), restore into a fresh environment; {', '.join(levers)}")
+        return (f"DR drill: backups {'+'.join(d.backups)} of PostgreSQL, Redis, the app's uploads and config; "
+                "disaster (PostgreSQL stopped -m immediate, data destroyed; Redis killed; files removed), "
+                f"restore into a fresh environment; {', '.join(levers)}")
 
     # -- setup and teardown ----------------------------------------------------------------------
     def _prepare(self, st: _State, stack: ExitStack, scratch: Path) -> None:
@@ -343,8 +357,11 @@ class DrillRunner:
         source.up()
         st.versions = source.versions()
         st.source_state = source.state()
+        uploads, app_conf = _app_files(source, cfg)
+        st.uploads = uploads
         st.manager = BackupManager(st.repo, pg=br, redis=RedisRdbEngine(port=source.redis.port,
-                                                                         key_pattern=APP_CACHE_KEYS))
+                                                                         key_pattern=APP_CACHE_KEYS),
+                                   files=[FileTreeEngine(uploads, UPLOADS_PART)], config=ConfigEngine([app_conf]))
         st.manager.setup()
         _seed_orders(source.app_url, 20)
         st.canary = CanaryWriter(source.postgres.port, st.tl, interval_s=d.canary_interval).start()
@@ -390,6 +407,7 @@ class DrillRunner:
                 time.sleep(seconds)
             case TakeBackup(kind):
                 st.rows_at_backup = _count_orders(st.source.postgres.port)
+                _new_upload(st.uploads, f"batch-{len(st.backups) + 1:03d}.bin")  # incrementals carry a change
                 self.progress(f"backup {kind} ({st.rows_at_backup} orders committed before it began)")
                 s = st.manager.backup(kind)
                 summary = backup_set_summary(s)
@@ -476,11 +494,12 @@ class DrillRunner:
         # and deleted at teardown, so deleting them does not compete with the restore being timed.
         graveyard = src.base / "destroyed"
         graveyard.mkdir(exist_ok=True)
-        for doomed in (src.postgres.data, src.redis.base):
+        for doomed in (src.postgres.data, src.redis.base, src.base / "uploads", src.base / "config"):
             if doomed.exists():
                 doomed.rename(graveyard / f"{doomed.parent.name}-{doomed.name}")
         st.canary.stop()
-        tl.event("drill.source_destroyed", "drill", pg_data=str(src.postgres.data), redis_dir=str(src.redis.base))
+        tl.event("drill.source_destroyed", "drill", pg_data=str(src.postgres.data), redis_dir=str(src.redis.base),
+                 files=[str(src.base / "uploads"), str(src.base / "config")])
         return {"pushed_wal": st.pushed_wal, "last_acked": st.canary.last_seq}
 
     def _restore(self, st: _State) -> dict[str, Any]:
@@ -496,8 +515,12 @@ class DrillRunner:
 
         st.manager.on_step = on_step
         result = st.manager.restore(st.chosen.id, RestoreTargets(pg_data=fresh.postgres.data,
-                                                                 pg_port=fresh.postgres.port),
-                                    start=False, parts=("postgres",))
+                                                                 pg_port=fresh.postgres.port,
+                                                                 files_dir=fresh.base / "files",
+                                                                 config_dir=fresh.base / "config"),
+                                    start=False, parts=("postgres", "files", "config"))
+        st.restored_files = {**{k: str(v) for k, v in result.files.items()},
+                             **({"config": str(result.config)} if result.config else {})}
         restore_steps += [{"name": s.name, "duration_s": s.duration_s} for s in result.steps]
         if any(p.name == "redis" for p in st.chosen.parts):
             t0 = tl.now_ns()
@@ -547,6 +570,10 @@ class DrillRunner:
                                                                               "error": _one_line(exc)}
             aof = _redis_config(redis_port, "appendonly")
             checks["redis AOF on after the restore"] = {"passed": aof == "yes", "appendonly": aof}
+        for part in st.chosen.parts if st.chosen is not None else ():
+            if part.kind in ("files", "config"):
+                where = st.restored_files.get(part.name if part.kind == "files" else "config")
+                checks[f"{part.name} equal the backup's SHA-256 manifest"] = _check_tree(st.repo, part, where)
         passed = all(c["passed"] for c in checks.values())
         st.verification = {"passed": passed, "checks": checks, "lost_orders": len(st.snapshot) - len(restored)}
         tl.event("drill.verify.end", "drill", passed=passed,
@@ -610,6 +637,8 @@ class _State:
     restore_steps: list[dict[str, Any]] = field(default_factory=list)
     verification: dict[str, Any] = field(default_factory=dict)
     redis_aof: dict[str, Any] | None = None
+    uploads: Path | None = None
+    restored_files: dict[str, str] = field(default_factory=dict)
     journal: list[StepRecord] = field(default_factory=list)
     scratch: Path | None = None
     replica: Any = None
@@ -620,6 +649,51 @@ class _State:
 def _connect(port: int) -> psycopg.Connection:
     return psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=3,
                            autocommit=True, options="-c statement_timeout=30000")
+
+
+def _app_files(source: LocalEnvironment, cfg: Config) -> tuple[Path, Path]:
+    """The source's file data and configuration, as a drill backs them up.
+
+    The reference app keeps no files and takes its settings on the command line, so the drill
+    gives it what a real service has: an uploads dir (receipts per seeded order, one binary blob,
+    a new batch before every backup) and its configuration file (`config/app.json`: the app's
+    settings and the endpoints it was started with).
+    """
+    uploads = source.base / "uploads"
+    (uploads / "receipts").mkdir(parents=True, exist_ok=True)
+    for i in range(1, 21):
+        (uploads / "receipts" / f"order-{i:04d}.txt").write_text(f"receipt for order {i}: widget x {1 + i % 5}\n")
+    (uploads / "logo.bin").write_bytes(os.urandom(256 * 1024))
+    conf = source.base / "config" / "app.json"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    app = source.app
+    conf.write_text(json.dumps({"settings": cfg.environment.local.app.model_dump(mode="json"),
+                                "pg_dsn": app.pg_dsn if app else None, "redis_url": app.redis_url if app else None},
+                               indent=1, sort_keys=True) + "\n")
+    return uploads, conf
+
+
+def _new_upload(uploads: Path, name: str) -> None:
+    (uploads / name).write_bytes(os.urandom(64 * 1024))
+
+
+def _check_tree(repo: Any, part: Any, restored: str | None) -> dict[str, Any]:
+    """A restored file tree against the part's manifest (SHA-256 and size of every file, no extras)."""
+    if restored is None:
+        return {"passed": False, "error": f"{part.name} was not restored"}
+    try:
+        manifest = FileTreeEngine.load_manifest(repo, part)  # its SHA-256 is checked against the catalog
+    except (BackupError, ValueError) as exc:
+        return {"passed": False, "error": _one_line(exc)}
+    root = Path(restored)
+    found = FileTreeEngine(root).scan() if root.is_dir() else {}
+    missing = sorted(set(manifest) - set(found))
+    changed = sorted(k for k in set(manifest) & set(found)
+                     if (found[k]["sha256"], found[k]["size"]) != (manifest[k]["sha256"], manifest[k]["size"]))
+    unexpected = sorted(set(found) - set(manifest))
+    return {"passed": not (missing or changed or unexpected), "files": len(manifest), "restored": len(found),
+            "bytes": sum(e["size"] for e in manifest.values()), "missing": missing[:20], "changed": changed[:20],
+            "unexpected": unexpected[:20], "root": str(root)}
 
 
 def _redis_config(port: int, name: str) -> str | None:

@@ -2,8 +2,9 @@
 
 Backups follow `[drill]` (a full, then incrementals) while a canary writes every 100 ms under load;
 then PostgreSQL is stopped with `-m immediate` and its data directory destroyed, Redis killed and its
-directory removed. The latest set is restored into a NEW environment, checked row by row against a
-snapshot, and smoke-tested through the app. Achieved RTO and RPO are judged against `[targets]`.
+directory removed, the app's uploads and config removed. The latest set is restored into a NEW
+environment, checked row by row against a snapshot (Redis keys against the BGSAVE's manifest, files
+against their SHA-256 manifest), and smoke-tested through the app. Achieved RTO and RPO are judged against `[targets]`.
 """
 
 import pytest

@@ -74,6 +74,14 @@ def test_drill_end_to_end_rpo_within_archive_timeout(tmp_path):
     assert redis_check["keys_restored"] == redis_check["keys_at_backup"]
     assert redis_check["digest_restored"] == redis_check["digest_at_backup"] == used["parts"]["redis"]["keys_digest"]
     assert checks["redis AOF on after the restore"] == {"passed": True, "appendonly": "yes"}
+    # files and configuration are parts of the set too, restored into the fresh environment
+    assert set(used["parts"]) == {"postgres", "redis", "files:uploads", "config"}
+    uploads = checks["files:uploads equal the backup's SHA-256 manifest"]
+    assert uploads["passed"] and uploads["files"] == uploads["restored"] == 20 + 1 + 2  # receipts, logo, 2 batches
+    assert "chaosdrill-fresh-" in uploads["root"] and "drill-src" not in uploads["root"]
+    conf = checks["config equal the backup's SHA-256 manifest"]
+    assert conf["passed"] and conf["files"] == 1
+    assert [b["parts"]["files:uploads"]["files"] for b in result["measurements"]["backups"]] == [22, 23]
     assert (outcome.run_dir / "timeline.csv").read_text().count("canary.ack") == m.rows_acknowledged
     html = outcome.report.read_text()
     assert "Backup set used" in html and used["lsn_range"].split(" ")[0] in html and "Recovery steps" in html
@@ -87,6 +95,12 @@ def test_drill_catches_a_tampered_restore(tmp_path):
         r = redis.Redis(port=fresh.redis.port)
         r.delete("order:2")
         r.set("order:3", "tampered", keepttl=True)
+        uploads = fresh.base / "files" / "uploads"
+        (uploads / "receipts" / "order-0005.txt").write_text("forged\n")
+        (uploads / "logo.bin").unlink()
+        (uploads / "planted.txt").write_text("not in the backup\n")
+        (conf,) = (fresh.base / "config").rglob("app.json")
+        conf.write_text(conf.read_text().replace("breaker", "BREAKER"))
 
     cfg = config(tmp_path, load=False)
     outcome = DrillRunner(cfg, tmp_path / "results", plan=short_plan(), hooks=DrillHooks(before_verify=tamper)).run()
@@ -97,6 +111,11 @@ def test_drill_catches_a_tampered_restore(tmp_path):
     cache = outcome.verification["checks"]["redis keys equal the backup's (count and digest)"]
     assert cache["passed"] is False and cache["missing"] == ["order:2"] and cache["changed"] == ["order:3"]
     assert cache["keys_restored"] == cache["keys_at_backup"] - 1
+    files = outcome.verification["checks"]["files:uploads equal the backup's SHA-256 manifest"]
+    assert files["passed"] is False and files["missing"] == ["logo.bin"]
+    assert files["changed"] == ["receipts/order-0005.txt"] and files["unexpected"] == ["planted.txt"]
+    conf = outcome.verification["checks"]["config equal the backup's SHA-256 manifest"]
+    assert conf["passed"] is False and len(conf["changed"]) == 1 and conf["changed"][0].endswith("config/app.json")
     assert outcome.measurements.verified is False and outcome.measurements.rto_s is None
     assert outcome.measurements.t_serving_ns is None  # never served a restore that differs
 
