@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
 
+from harness.errors import HarnessError
 from harness.measure import BREAKER_STATE, CANARY_ACK, LOAD_SNAPSHOT
 from harness.results import load_run
 from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Timeline
@@ -188,7 +189,12 @@ def render_run_report(run_dir: Path, out: Path | None = None) -> Path:
     """Render `run_dir`'s report to `out` (default run_dir/report.html); returns the path."""
     run_dir = Path(run_dir)
     result, tl = load_run(run_dir)
-    html = _jinja().get_template("run.html.j2").render(**build_context(result, tl))
+    try:
+        html = _jinja().get_template("run.html.j2").render(**build_context(result, tl))
+    except (TemplateError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        # a hand-edited or damaged result.json: one line naming it, never a template traceback
+        raise HarnessError(f"{run_dir / 'result.json'}: cannot render the report "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     out = out or run_dir / REPORT_NAME
     out.write_text(html)
     return out

@@ -88,3 +88,30 @@ def test_report_renders_in_headless_chromium(tmp_path) -> None:
                                                (1800, "30 min"), (14400, "4 h")])
 def test_durations_read_naturally(seconds, text) -> None:
     assert format_duration(seconds) == text
+
+
+def test_a_result_from_before_load_latency_per_window_still_renders(tmp_path) -> None:
+    synthetic_run(tmp_path)
+    data = json.loads((tmp_path / "result.json").read_text())
+    for window in data["measurements"]["fault"]["load"].values():
+        for key in ("p50_ms", "p95_ms", "p99_ms"):
+            window.pop(key)
+    data["host"].pop("locust")
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    html = render_run_report(tmp_path).read_text()
+    assert "Window (by request start)" in html
+
+
+def test_a_damaged_result_is_one_line_not_a_traceback(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    synthetic_run(tmp_path)
+    data = json.loads((tmp_path / "result.json").read_text())
+    del data["objectives"][0]["target"]
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "harness.cli_main", "report", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot render the report" in lines[0], proc.stderr
