@@ -184,7 +184,7 @@ class ProbeConfig(Strict):
     """An HTTP steady-state probe of a service of the environment."""
 
     kind: Literal["http"] = "http"
-    service: str = Field("app", min_length=1)  # an http service: "app" locally, a [services] name externally
+    service: str | None = Field(None, min_length=1)  # an http service; default: the environment's app
     path: str = Field("/health", pattern=r"^/")
     timeout: Duration = Field(1.0, gt=0)
     latency_threshold: Duration = Field(0.5, gt=0)
@@ -341,10 +341,15 @@ class Config(Strict):
                                  "one drives the reference app); or set load.enabled = false")
             http = {n for n, s in self.services.items() if s.kind == "http"}
         for name, probe in self.probes.items():
-            if probe.service not in http:
+            if probe.service is not None and probe.service not in http:
                 raise ValueError(f"probes.{name}.service: must be an http service of the environment; "
                                  f"allowed: {', '.join(sorted(http))}")
         return self
+
+    @property
+    def app_service(self) -> str:
+        """The http service probes (by default) and load target."""
+        return "app" if self.environment.kind == "local" else self.environment.external.app
 
     def scenario(self, name: str) -> ScenarioConfig:
         return self.scenarios.get(name, ScenarioConfig())

@@ -46,7 +46,8 @@ def probes_for(config: Config, env: LocalEnvironment) -> list[HttpProbe]:
     """One HttpProbe per configured probe, at the URL of the http service it names."""
     urls = {"app": env.app_url} if config.environment.kind == "local" else {
         name: (svc.url or "").rstrip("/") for name, svc in config.services.items() if svc.kind == "http"}
-    return [HttpProbe(name, urls[p.service] + p.path, p.timeout, p.latency_threshold, p.expect_status)
+    return [HttpProbe(name, urls[p.service or config.app_service] + p.path, p.timeout, p.latency_threshold,
+                      p.expect_status)
             for name, p in config.probes.items()]
 
 
