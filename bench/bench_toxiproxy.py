@@ -174,7 +174,9 @@ class Load:
             if pid in ours:
                 continue
             before = self._procs0.get(pid)
-            used.append((name, (cpu - (before[1] if before and before[0] == name else 0.0)) / wall))
+            used.append(
+                (f"{name}[{pid}]", (cpu - (before[1] if before and before[0] == name else 0.0)) / wall)
+            )
         used.sort(key=lambda x: -x[1])
         return [(name, round(c, 3)) for name, c in used[:n] if c > 0.005]
 

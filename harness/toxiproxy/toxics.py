@@ -45,6 +45,7 @@ __all__ = [
 
 UPSTREAM, DOWNSTREAM = 0, 1
 _MAX_SLEEP = 10**7  # seconds; attribute values are int64 ms and would overflow loop timers
+_CATCH_UP = 0.1  # seconds of lateness a bandwidth toxic makes up while data keeps coming
 
 
 @runtime_checkable
@@ -144,8 +145,9 @@ class BandwidthToxic(ToxicBase):
     rate: int = 0
 
     async def pipe(self, stub: ToxicStub) -> None:
-        due = 0.0  # absolute time the last byte sent may leave; never lets idle time bank credit
+        due = stub.now()  # absolute time the last byte sent may leave
         while True:
+            idle = not stub.input.items
             c = await stub.read()
             if c is INTERRUPTED:
                 return
@@ -157,7 +159,9 @@ class BandwidthToxic(ToxicBase):
                 continue
             bps = self.rate * 1000.0
             slice_len = max(1, self.rate * 100)
-            due = max(due, stub.now())
+            # If the input ran dry, idle time banks no credit; if data was waiting, a late
+            # wake-up is made up (by at most one 100 ms slice), so stalls don't lower the rate.
+            due = max(due, stub.now() - (0.0 if idle else _CATCH_UP))
             data = c.data
             while data:
                 piece, data = data[:slice_len], data[slice_len:]

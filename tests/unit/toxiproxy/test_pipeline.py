@@ -14,6 +14,7 @@ from harness.toxiproxy.pipeline import INTERRUPTED, Channel, Chunk, FineClock, L
 from harness.toxiproxy.toxics import (
     NOOP_WRAPPER,
     TOXICS,
+    BandwidthToxic,
     LatencyToxic,
     LimitDataToxic,
     SlicerToxic,
@@ -215,3 +216,20 @@ async def test_sink_backpressure_pauses_the_source():
     while len(out.data) < 200_000:
         await asyncio.sleep(0.001)
     assert link.source.transport.reading  # type: ignore[union-attr]
+
+
+async def test_bandwidth_paces_data_that_was_already_waiting():
+    """Chunks queued before the toxic starts are paced too, from the moment it starts."""
+    loop = asyncio.get_running_loop()
+    inp, out = Channel(100, 1 << 30), Channel(100, 1 << 30)
+    stub = ToxicStub(inp, out, _FakeLink(loop))  # type: ignore[arg-type]
+    for _ in range(3):
+        inp.put_nowait(Chunk(b"b" * 100_000, time.monotonic()))
+    inp.put_nowait(None)
+    t0 = time.monotonic()
+    task = loop.create_task(BandwidthToxic(rate=1000).pipe(stub))  # 100 KB slices, 100 ms apart
+    first = await out.get()
+    assert first is not None and len(first.data) == 100_000 and time.monotonic() - t0 >= 0.1
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - t0 >= 0.3
+    assert sum(len(c.data) for c in list(out.items) if c is not None) == 200_000
