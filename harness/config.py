@@ -84,7 +84,7 @@ class LocalEnvConfig(Strict):
     app_port: Port = 0
     pg_bindir: str | None = None
     app: AppConfig = AppConfig()
-    proxy: bool = False  # flipped on once the embedded Toxiproxy server lands
+    proxy: bool = True  # the embedded Toxiproxy sits between the app and PostgreSQL/Redis
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

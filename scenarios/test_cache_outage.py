@@ -1,19 +1,32 @@
-"""cache_outage: Redis dies. Orders keep being served from PostgreSQL; health reports the outage.
+"""cache_outage: Redis goes away. Orders keep being served from PostgreSQL; health reports the outage.
 
-Redis is SIGKILLed and restarted empty after the hold (no persistence): the cache must refill
-through normal reads, and /health must come back to 200 by itself.
+Two ways to take it away (`scenarios.cache_outage.variants`; both unless the config sets it):
+- network: the Redis proxy is disabled for the hold — the app's connections to Redis are cut and new
+  ones refused — while Redis itself keeps running (and keeps its cache);
+- kill: Redis is SIGKILLed and restarted empty after the hold (no persistence), so the cache must
+  refill through normal reads.
+Either way /health must come back to 200 by itself.
 """
 
 import pytest
-from conftest import assert_passed
+from conftest import assert_passed, selected_variant
 
-from harness.faults import KillProcess
+from harness.faults import KillProcess, ProxyDown
 
 
 @pytest.mark.cache_outage
-def test_cache_outage(chaos_env, chaos_experiment):
-    assert_passed(chaos_experiment.run(
-        "cache_outage",
-        lambda timeline: KillProcess(chaos_env.redis, timeline=timeline, allow=chaos_env.allow_list()),
-        "Redis killed (SIGKILL) and restarted empty after the hold",
-    ))
+@pytest.mark.parametrize("variant", ["network", "kill"])
+def test_cache_outage(variant, request, chaos_env, chaos_config, chaos_experiment):
+    selected_variant(chaos_config, "cache_outage", variant, default=("network", "kill"))
+    allow = chaos_env.allow_list()
+    if variant == "kill":
+        def fault(timeline):
+            return KillProcess(chaos_env.redis, timeline=timeline, allow=allow)
+        what = "Redis killed (SIGKILL) and restarted empty after the hold"
+    else:
+        env = request.getfixturevalue("proxied_env")
+
+        def fault(timeline):
+            return ProxyDown("redis", api=env.toxiproxy_url, timeline=timeline, allow=allow)
+        what = "Redis unreachable: its proxy disabled (connections cut and refused)"
+    assert_passed(chaos_experiment.run("cache_outage", fault, what))
