@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -30,6 +31,9 @@ class ChildProcess:
         self.port = port
         self.pid: int | None = None
         self._popen: subprocess.Popen | None = None
+        # Called after every successful (re)start, e.g. by a KillProcess revert: the environment
+        # re-records the new pid there, so crash cleanup never kills a stale one.
+        self.on_start: Callable[[], None] | None = None
 
     @property
     def log(self) -> Path:
@@ -47,7 +51,7 @@ class ChildProcess:
             raise EnvironmentStartError(f"{self.name}: port {self.port} on {LOOPBACK} is already in use")
         with open(self.log, "ab") as log:
             self._popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                           start_new_session=True)
+                                           cwd=self.base, start_new_session=True)
         self.pid = self._popen.pid
         popen = self._popen
         if not wait_until(lambda: popen.poll() is not None or self.ready(), timeout=self.start_timeout):
@@ -57,6 +61,8 @@ class ChildProcess:
         if popen.poll() is not None:
             self.pid = None
             raise EnvironmentStartError(f"{self.name} exited with code {popen.returncode}; see {self.log}")
+        if self.on_start is not None:
+            self.on_start()
 
     def running(self) -> bool:
         if self.pid is None:

@@ -26,12 +26,13 @@ from harness.config import LocalEnvConfig
 from harness.env.app_process import AppProcess, ToxiproxyProcess
 from harness.env.base import Endpoint, Service
 from harness.env.ports import LOOPBACK, free_port
-from harness.env.procs import kill_tree, wait_gone
+from harness.env.procs import kill_tree, strays, wait_gone
 from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
 from harness.errors import EnvironmentStartError
 from harness.state import state_dir, write_json_atomic
 
 PROXIED = ("postgres", "redis", "app")
+_ACTIVE: dict[str, LocalEnvironment] = {}  # environments this process has up, by id
 
 
 def envs_dir() -> Path:
@@ -74,6 +75,10 @@ class LocalEnvironment:
             raise
         self._up = False
         self.detached = False  # True for `chaosdrill env up`: outlives its creator on purpose
+        self._recording = False
+        for svc in (self.redis, self.app, self.toxiproxy):
+            if svc is not None:
+                svc.on_start = self._rerecord
 
     # -- what the harness sees -------------------------------------------------------------
     @property
@@ -134,6 +139,7 @@ class LocalEnvironment:
         """Start everything; on any failure, stop what started and re-raise. `init_postgres=False`
         starts a data dir that is already there (a restore put it in place) and waits until its
         recovery has ended."""
+        self._recording = True
         self._record()
         try:
             if init_postgres:
@@ -154,6 +160,7 @@ class LocalEnvironment:
             raise
         self._up = True
         self._record()
+        _ACTIVE[self.id] = self
         return self
 
     def _create_proxies(self) -> None:
@@ -166,6 +173,7 @@ class LocalEnvironment:
 
     def down(self) -> None:
         """Stop every process and remove the dir; safe to call twice and after a partial up()."""
+        _ACTIVE.pop(self.id, None)
         if self.app is not None:
             self.app.stop()
         if self.toxiproxy is not None:
@@ -175,7 +183,11 @@ class LocalEnvironment:
         self.postgres.stop("fast")
         if self.postgres.running():
             self.postgres.kill()
+        # A service restarted behind our back (cleanup's undo of a kill) is not one of our objects'
+        # pids: sweep whatever still names the dir or serves its ports before removing the dir.
+        _kill(strays(str(self.base), set(self.ports())))
         shutil.rmtree(self.base, ignore_errors=True)
+        self._recording = False
         (envs_dir() / f"{self.id}.json").unlink(missing_ok=True)
         self._up = False
 
@@ -200,6 +212,7 @@ class LocalEnvironment:
             "owner_pid": os.getpid(),
             "detached": self.detached,
             "base": str(self.base),
+            "ports": self.ports(),
             "postgres": {"data": str(self.postgres.data), "port": self.postgres.port, "bindir": str(self.postgres.bindir)},
             "redis": {"pid": self.redis.pid, "port": self.redis.port},
             "app": None if self.app is None else {"pid": self.app.pid, "port": self.app.port, "url": self.app_url},
@@ -207,8 +220,39 @@ class LocalEnvironment:
                                                               "url": self.toxiproxy.url, "proxies": self.proxy_ports},
         }
 
+    def ports(self) -> list[int]:
+        """Every loopback port this environment listens on (services, proxies, the Toxiproxy API)."""
+        found = [e.port for e in (*self.upstreams.values(), *self.endpoints.values())]
+        return sorted({*found, *([self.toxiproxy.port] if self.toxiproxy else [])})
+
     def _record(self) -> None:
         write_json_atomic(envs_dir() / f"{self.id}.json", self.state())
+
+    def _rerecord(self) -> None:
+        """After a service (re)started: keep the record's pids current (not after down())."""
+        if self._recording:
+            self._record()
+
+
+def known_allow_list():
+    """What faults without an explicit allow-list may touch: the environments this process has up
+    (their current pids) and every environment recorded in the state dir (`chaosdrill env up`, other
+    runs); None when there is none."""
+    from harness.faults.base import AllowList
+
+    found = None
+    for env in list(_ACTIVE.values()):
+        found = env.allow_list() if found is None else found | env.allow_list()
+    for record in load_state():
+        if record.get("id") in _ACTIVE:
+            continue
+        pids = [int(info["pid"]) for part in ("redis", "app", "toxiproxy")
+                if (info := record.get(part) or {}).get("pid")]
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pids.append(int((Path(record["postgres"]["data"]) / "postmaster.pid").read_text().split("\n", 1)[0]))
+        allow = AllowList.of(endpoints=[(LOOPBACK, p) for p in _recorded_ports(record)], pids=pids)
+        found = allow if found is None else found | allow
+    return found
 
 
 def load_state(env_id: str | None = None) -> list[dict[str, Any]]:
@@ -242,9 +286,32 @@ def teardown_recorded(record: dict[str, Any]) -> str:
     wait_gone(pids)
     base = record.get("base")
     if base and Path(base).name.startswith("chaosdrill-"):
+        # Services restarted after the record was written (by a KillProcess revert that crashed
+        # before re-recording, or by cleanup's undo of a kill) have pids the record does not know.
+        pids += _kill(strays(base, set(_recorded_ports(record))))
         shutil.rmtree(base, ignore_errors=True)
     (envs_dir() / f"{record['id']}.json").unlink(missing_ok=True)
     return f"environment {record['id']}: stopped {len(pids)} process(es), removed {base}"
+
+
+def _recorded_ports(record: dict[str, Any]) -> list[int]:
+    ports = list(record.get("ports") or [])
+    for part in ("postgres", "redis", "app", "toxiproxy"):
+        info = record.get(part) or {}
+        if info.get("port"):
+            ports.append(int(info["port"]))
+        ports += [int(p) for p in (info.get("proxies") or {}).values()]
+    return ports
+
+
+def _kill(pids: list[int]) -> list[int]:
+    """SIGCONT (a paused process cannot die cleanly otherwise) then SIGKILL each tree; wait until gone."""
+    killed: list[int] = []
+    for pid in pids:
+        kill_tree(pid, signal.SIGCONT)
+        killed += kill_tree(pid, signal.SIGKILL)
+    wait_gone(killed)
+    return killed
 
 
 def _cmdline_mentions(pid: int, token: str) -> bool:

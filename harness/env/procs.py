@@ -41,3 +41,60 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def listeners(ports: set[int], host: str = "127.0.0.1") -> dict[int, int]:
+    """{port: pid} of the processes listening on `host`:port for each of `ports` that has one."""
+    found: dict[int, int] = {}
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return found
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.pid and c.laddr and c.laddr.port in ports \
+                and c.laddr.ip in (host, "0.0.0.0", "::", "::ffff:" + host):
+            found.setdefault(c.laddr.port, c.pid)
+    return found
+
+
+def listens_on(pid: int, port: int, host: str = "127.0.0.1") -> bool:
+    """True when `pid` or one of its descendants listens on host:port."""
+    try:
+        root = psutil.Process(pid)
+        tree = {root.pid, *(c.pid for c in root.children(recursive=True))}
+    except psutil.Error:
+        return False
+    return listeners({port}, host).get(port) in tree
+
+
+def strays(base: str, ports: set[int] = frozenset()) -> list[int]:
+    """Pids of processes that belong to an environment rooted at `base` though no record names them:
+    their command line names `base`, their cwd is inside it, or they listen on one of its loopback
+    `ports` with that port on their command line and no other environment's dir on it (a service
+    restarted after the record was written)."""
+    if not base or len(base) < 8:  # never sweep "/" or the like
+        return []
+    me = psutil.Process()
+    spared = {0, 1, me.pid, *(p.pid for p in me.parents())}
+    by_port = listeners(set(ports)) if ports else {}
+    found: list[int] = []
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        if proc.pid in spared:
+            continue
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        cwd = proc.info.get("cwd") or ""
+        if base in cmdline or cwd == base or cwd.startswith(base.rstrip("/") + "/"):
+            found.append(proc.pid)
+    for port, pid in by_port.items():
+        if pid in spared or pid in found:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            cmdline, cwd = proc.cmdline(), proc.cwd()
+        except psutil.Error:
+            continue
+        # Another environment's service that got the port after ours died names its own dir.
+        foreign = "chaosdrill-" in " ".join(cmdline) + " " + cwd
+        if str(port) in cmdline and not foreign:
+            found.append(pid)
+    return found

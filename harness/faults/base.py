@@ -32,10 +32,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
+from harness.env.procs import listens_on
 from harness.errors import FaultRefused, RevertFailed
 from harness.faults.journal import Entry, Journal
 from harness.timeline import FAULT_ACTIVE, FAULT_APPLY_START, FAULT_CLEARED, FAULT_REVERT_START, Timeline
@@ -99,11 +100,20 @@ class AllowList:
             raise FaultRefused(f"{what}: {host}:{port} is not in the environment (allowed: {allowed})")
 
     def check_pid(self, pid: int, what: str, port: int | None = None) -> None:
-        """A pid is allowed when listed, or when it serves an allowed loopback port."""
-        if pid in self.pids or (port is not None and self.has_endpoint("127.0.0.1", port)):
+        """A pid is allowed when listed, or when it (or a child) really listens on an allowed loopback
+        port: a claimed port alone is not enough, or any process could be hit by naming one."""
+        if pid in self.pids:
             return
+        if port is not None and self.has_endpoint("127.0.0.1", port):
+            if listens_on(pid, port):
+                return
+            raise FaultRefused(f"{what}: pid {pid} does not listen on 127.0.0.1:{port}, so that port "
+                               "does not make it part of the environment")
         allowed = ", ".join(map(str, sorted(self.pids))) or "none"
         raise FaultRefused(f"{what}: pid {pid} is not in the environment (allowed pids: {allowed})")
+
+    def __or__(self, other: AllowList) -> AllowList:
+        return AllowList(self.endpoints | other.endpoints, self.pids | other.pids, self.containers | other.containers)
 
     def check_container(self, names: Iterable[str], what: str) -> None:
         names = [n.lstrip("/") for n in names if n]
@@ -114,6 +124,14 @@ class AllowList:
                                f"(allowed: {allowed})")
 
 
+def default_allow() -> AllowList | None:
+    """The allow-list of a fault given none: every environment this process runs or the state dir
+    records (`chaosdrill env up` ones included); None (loopback only) when there is no environment."""
+    from harness.env.local import known_allow_list
+
+    return known_allow_list()
+
+
 def check_pid_safe(pid: int, what: str) -> None:
     if pid in protected_pids():
         raise FaultRefused(f"{what}: pid {pid} is init, the harness itself or one of its parents")
@@ -122,9 +140,13 @@ def check_pid_safe(pid: int, what: str) -> None:
 class Fault(ABC):
     """A reversible fault used as a context manager; subclasses fill in the five hooks below.
 
-    `allow` confines it to the environment (None: loopback only); `timeline` records its four events;
+    `allow` confines it to the environment; None means the known environments' allow-list
+    (`default_allow()`: the environments of this process and those recorded in the state dir), or
+    loopback only where there is no environment at all. `timeline` records its four events;
     `journal` defaults to $CHAOSDRILL_STATE_DIR/journal.
     """
+
+    env_scoped: ClassVar[bool] = True  # False: targets no local environment knows (containers)
 
     def __init__(self, *, allow: AllowList | None = None, timeline: Timeline | None = None,
                  journal: Journal | None = None) -> None:
@@ -172,6 +194,8 @@ class Fault(ABC):
         if self.state is not FaultState.PENDING:
             raise RuntimeError(f"{self.label} is {self.state.value}; a fault is used once, create a new one")
         self._prepare()
+        if self.allow is None and self.env_scoped:
+            self.allow = default_allow()
         self._check(self.allow)
         if self.journal is None:
             self.journal = Journal()

@@ -95,6 +95,7 @@ class ContainerFault(Fault):
     """Shared selection (name or label), allow-list check and journalling of container faults."""
 
     record_type: ClassVar[str] = "container_stopped"
+    env_scoped: ClassVar[bool] = False  # no local environment owns containers: pass `allow` to confine
 
     def __init__(self, name: str | None = None, *, label: str | dict[str, str] | None = None,
                  docker_url: str | None = None, client: docker.DockerClient | None = None,

@@ -43,8 +43,17 @@ def snapshot(env: LocalEnvironment) -> tuple[list[int], list[int]]:
 PROXIED = LocalEnvConfig(proxy=True)
 
 
+def dead_pid() -> int:
+    """A pid that just exited (the owner of a record after a harness crash)."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
 def test_up_serves_and_down_leaves_nothing() -> None:
-    env = LocalEnvironment(PROXIED).up()
+    env = LocalEnvironment().up()  # proxies are on by default
     pids, ports = snapshot(env)
     try:
         assert all(alive(p) for p in pids[:4])  # postgres, redis, app, toxiproxy
@@ -53,9 +62,29 @@ def test_up_serves_and_down_leaves_nothing() -> None:
         health = httpx.get(f"{env.app_url}/health", timeout=5).json()
         assert health["checks"]["postgres"]["ok"] and health["checks"]["redis"]["ok"]
         assert all(e.host == "127.0.0.1" for e in env.endpoints.values())
+        assert env.endpoints["redis"].port == env.proxy_ports["redis"] != env.redis.port
+        assert_default_allow_list_is_the_environment(env)
     finally:
         env.down()
     assert leftovers(env, pids, ports) == []
+
+
+def assert_default_allow_list_is_the_environment(env: LocalEnvironment) -> None:
+    """Faults given no allow-list may touch this environment's services, and nothing else on loopback."""
+    import subprocess
+
+    from harness.errors import FaultRefused
+    from harness.faults import PauseProcess
+
+    stray = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(FaultRefused, match=rf"pid {stray.pid} is not in the environment"):
+            PauseProcess(pids=[stray.pid]).inject()
+        with PauseProcess(env.redis):
+            assert psutil.Process(env.redis.pid).status() == psutil.STATUS_STOPPED
+    finally:
+        stray.kill()
+        stray.wait()
 
 
 def test_fresh_is_a_separate_empty_environment() -> None:
@@ -83,6 +112,47 @@ def test_teardown_from_the_record_alone_after_the_owner_died() -> None:
     line = teardown_recorded(record)
     assert env.id in line
     assert leftovers(env, pids, ports) == []
+
+
+def test_services_restarted_after_up_are_torn_down_after_a_crash() -> None:
+    """A KillProcess revert restarts Redis in-process (re-recorded); cleanup's undo of a kill restarts
+    the app from its journal record alone (a pid no record knows). When the owner then dies,
+    `chaosdrill cleanup` must stop both: no process, port, dir or record of the environment remains."""
+    from harness.cleanup import cleanup_all
+    from harness.faults import Journal, KillProcess
+    from harness.faults.process import undo_kill
+    from harness.state import write_json_atomic
+
+    env = LocalEnvironment().up()
+    pids, ports = snapshot(env)
+    try:
+        old_redis = env.redis.pid
+        with KillProcess(env.redis, allow=env.allow_list()):
+            pass
+        assert env.redis.pid != old_redis and alive(env.redis.pid)
+        (record,) = load_state(env.id)
+        assert record["redis"]["pid"] == env.redis.pid, "a restarted service is re-recorded"
+
+        kill = KillProcess(env.app, allow=env.allow_list())
+        kill.inject()
+        entry = Journal().read(kill.id).record
+        Journal().remove(kill.id)
+        assert "restarted app" in undo_kill(entry)
+        restarted = [p.pid for p in psutil.process_iter(["cmdline"])
+                     if "harness.app" in " ".join(p.info["cmdline"] or []) and str(env.base) in " ".join(p.info["cmdline"])]
+        assert restarted and port_in_use(env.app.port)
+        assert load_state(env.id)[0]["app"]["pid"] not in restarted, "the record cannot know this pid"
+        pids += [env.redis.pid, *restarted]
+
+        (record,) = load_state(env.id)
+        from harness.env.local import envs_dir
+
+        write_json_atomic(envs_dir() / f"{env.id}.json", record | {"owner_pid": dead_pid()})
+        lines = cleanup_all()
+        assert any(env.id in line for line in lines), lines
+        assert leftovers(env, pids, ports) == []
+    finally:
+        env.down()
 
 
 def chaosdrill_dirs() -> set[str]:

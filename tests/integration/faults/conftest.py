@@ -7,6 +7,8 @@ uses the host's network on a free loopback port, and is removed afterwards.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import time
 import uuid
@@ -22,9 +24,19 @@ TEST_IMAGE = "chaosdrill-test-redis:7"
 TEST_LABEL = "chaosdrill.test"
 
 
+OWNER_LABEL = "chaosdrill.test.owner"  # the pytest process that made it: parallel sessions keep theirs
+
+
 def _remove_test_containers(client) -> None:
+    """Remove this session's test containers and those of sessions that died, never a live one's."""
+    import docker.errors
+    import psutil
+
     for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}=1"}):
-        c.remove(force=True)
+        owner = int(c.labels.get(OWNER_LABEL) or 0)
+        if owner == os.getpid() or not psutil.pid_exists(owner):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +65,8 @@ def run_redis_container(client, tag: str = ""):
     name = f"chaosdrill-test-{tag or 'redis'}-{uuid.uuid4().hex[:8]}"
     container = client.containers.run(
         TEST_IMAGE, ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        name=name, network_mode="host", detach=True, labels={TEST_LABEL: "1", "chaosdrill.test.name": name})
+        name=name, network_mode="host", detach=True, labels={TEST_LABEL: "1", "chaosdrill.test.name": name,
+                                                       OWNER_LABEL: str(os.getpid())})
     deadline = time.monotonic() + 10
     while not redis_ping(port):
         assert time.monotonic() < deadline, f"{name} did not answer PING on 127.0.0.1:{port}"

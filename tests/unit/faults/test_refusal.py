@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
 from harness.errors import ConfigError, FaultRefused
 from harness.faults.base import AllowList, check_pid_safe, is_loopback, require_loopback
 from harness.faults.process import PauseProcess
+from harness.state import write_json_atomic
 from tests.unit.faults.fakes import FakeFault
 
 
@@ -34,12 +36,30 @@ def test_endpoint_allow_list_names_the_allowed():
         AllowList.of(endpoints=[("10.0.0.1", 5432)]).check_endpoint("10.0.0.1", 5432, "X")
 
 
-def test_pid_allowed_by_list_or_by_its_port():
-    allow = AllowList.of(endpoints=[("127.0.0.1", 5432)], pids=[4242])
-    allow.check_pid(4242, "X")
-    allow.check_pid(777, "X", port=5432)
-    with pytest.raises(FaultRefused, match=r"pid 777 is not in the environment \(allowed pids: 4242\)"):
-        allow.check_pid(777, "X", port=6379)
+def test_pid_allowed_by_list_or_by_the_port_it_really_listens_on():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        allow = AllowList.of(endpoints=[("127.0.0.1", port)], pids=[4242])
+        allow.check_pid(4242, "X")
+        allow.check_pid(os.getpid(), "X", port=port)  # this process listens there
+        with pytest.raises(FaultRefused, match=rf"pid 777 does not listen on 127.0.0.1:{port}"):
+            allow.check_pid(777, "X", port=port)  # claiming an allowed port is not enough
+        with pytest.raises(FaultRefused, match=r"pid 777 is not in the environment \(allowed pids: 4242\)"):
+            allow.check_pid(777, "X", port=port + 1)
+
+
+def test_without_an_allow_list_the_recorded_environments_are_the_default(journal, state):
+    write_json_atomic(state / "envs" / "env-1.json", {"id": "env-1", "ports": [5432], "redis": {"pid": 4242}})
+    with FakeFault("in", [], port=5432):
+        pass
+    with pytest.raises(FaultRefused, match=r"127.0.0.1:6000 is not in the environment \(allowed: 127.0.0.1:5432\)"):
+        FakeFault("out", [], port=6000).inject()
+    assert journal.ids() == []
+    (state / "envs" / "env-1.json").unlink()
+    with FakeFault("no env: loopback only", [], port=6000):
+        pass
 
 
 def test_containers_by_name_or_id():
