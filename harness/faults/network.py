@@ -14,14 +14,19 @@ Toxics get a name of their own (`chaosdrill_<type>_<stream>_<id>`) so cleanup re
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import psutil
+
+from harness.env.procs import listeners
 from harness.errors import FaultRefused
 from harness.faults.base import AllowList, Fault, require_loopback
 from harness.faults.journal import undo_action
 from harness.toxiproxy.client import DEFAULT_URL, ToxiproxyClient
-from harness.toxiproxy.errors import AlreadyExists, ProxyNotFound, ToxicNotFound
+from harness.toxiproxy.errors import AlreadyExists, ProxyNotFound, ToxicNotFound, ToxiproxyUnreachable
 from harness.toxiproxy.models import STREAMS, Proxy
 
 __all__ = [
@@ -52,6 +57,7 @@ class _ProxyFault(Fault):
         self._owns_client = self._client is None
         self.api = api.url if isinstance(api, ToxiproxyClient) else str(api).rstrip("/")
         self.proxy_info: Proxy | None = None
+        self.server: list[Any] | None = None
 
     def target_label(self) -> str:
         return self.proxy
@@ -72,6 +78,7 @@ class _ProxyFault(Fault):
 
     def _prepare(self) -> None:
         self._check_api()
+        self.server = _api_server(self.api)
         try:
             self.proxy_info = self.client().get_proxy(self.proxy)
         except ProxyNotFound:
@@ -115,7 +122,7 @@ class ToxicFault(_ProxyFault):
             raise FaultRefused(f"{self.label}: proxy {self.proxy!r} already has a toxic named {self.name!r}")
 
     def journal_record(self) -> dict[str, Any]:
-        return {"type": "toxic", "api": self.api, "proxy": self.proxy, "toxic": self.name}
+        return {"type": "toxic", "api": self.api, "proxy": self.proxy, "toxic": self.name, "server": self.server}
 
     def _apply(self) -> None:
         try:
@@ -213,7 +220,7 @@ class ProxyDown(_ProxyFault):
     """Disable a proxy (listener and every open connection closed); re-enable it on the way out."""
 
     def journal_record(self) -> dict[str, Any]:
-        return {"type": "proxy_disabled", "api": self.api, "proxy": self.proxy}
+        return {"type": "proxy_disabled", "api": self.api, "proxy": self.proxy, "server": self.server}
 
     def _apply(self) -> None:
         self.client().disable_proxy(self.proxy)
@@ -233,18 +240,65 @@ def _enable(client: ToxiproxyClient, proxy: str) -> bool:
     return True
 
 
-@undo_action("toxic")
-def undo_toxic(record: dict[str, Any]) -> str:
+def _api_server(api: str) -> list[Any] | None:
+    """[pid, start time] of the process serving the Toxiproxy API on this host (the embedded server,
+    or a real one on loopback), so cleanup can tell "API down for a moment" from "server gone"."""
+    port = urlsplit(api).port
+    pid = listeners({port}).get(port) if port else None
+    if pid is None:
+        return None
+    try:
+        return [pid, psutil.Process(pid).create_time()]
+    except psutil.Error:
+        return None
+
+
+def _server_gone(record: dict[str, Any]) -> bool:
+    """True when the recorded API server process no longer runs (same pid and start time)."""
+    server = record.get("server")
+    if not server:
+        return False  # unknown server: it may come back, so keep the entry
+    pid, start = int(server[0]), server[1]
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - float(start)) > 0.01 or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+@contextlib.contextmanager
+def _api(record: dict[str, Any]) -> Iterator[ToxiproxyClient]:
     require_loopback(urlsplit(record["api"]).hostname or "", f"Toxiproxy API {record['api']}")
     with ToxiproxyClient(record["api"]) as client:
-        removed = _remove_toxic(client, record["proxy"], record["toxic"])
-    state = "removed" if removed else "already gone:"
-    return f"{state} toxic {record['toxic']} of proxy {record['proxy']} at {record['api']}"
+        yield client
+
+
+def _gone_with_server(record: dict[str, Any], what: str) -> str:
+    pid = record["server"][0]
+    return f"{what} gone with its server (pid {pid} no longer runs; {record['api']} unreachable)"
+
+
+@undo_action("toxic")
+def undo_toxic(record: dict[str, Any]) -> str:
+    what = f"toxic {record['toxic']} of proxy {record['proxy']} at {record['api']}"
+    try:
+        with _api(record) as client:
+            removed = _remove_toxic(client, record["proxy"], record["toxic"])
+    except ToxiproxyUnreachable:
+        if _server_gone(record):
+            return _gone_with_server(record, what)
+        raise
+    return f"{'removed' if removed else 'already gone:'} {what}"
 
 
 @undo_action("proxy_disabled")
 def undo_proxy_disabled(record: dict[str, Any]) -> str:
-    require_loopback(urlsplit(record["api"]).hostname or "", f"Toxiproxy API {record['api']}")
-    with ToxiproxyClient(record["api"]) as client:
-        found = _enable(client, record["proxy"])
-    return f"{'enabled' if found else 'no longer exists:'} proxy {record['proxy']} at {record['api']}"
+    what = f"proxy {record['proxy']} at {record['api']}"
+    try:
+        with _api(record) as client:
+            found = _enable(client, record["proxy"])
+    except ToxiproxyUnreachable:
+        if _server_gone(record):
+            return _gone_with_server(record, f"disabled {what}")
+        raise
+    return f"{'enabled' if found else 'no longer exists:'} {what}"

@@ -73,8 +73,11 @@ def test_each_toxic_is_added_under_its_wire_type_and_removed(proxied, toxiproxy,
         [toxic] = client.toxics(proxy.name)
         assert (toxic.name, toxic.type, toxic.stream, toxic.toxicity) == (fault.name, cls.type, "upstream", 0.5)
         assert toxic.attributes == attrs
-        assert Journal().read(fault.id).record == {"type": "toxic", "api": toxiproxy.url,
-                                                   "proxy": proxy.name, "toxic": fault.name}
+        record = Journal().read(fault.id).record
+        assert record == {"type": "toxic", "api": toxiproxy.url, "proxy": proxy.name, "toxic": fault.name,
+                          "server": record["server"]}
+        if not os.environ.get("TOXIPROXY_URL"):  # the embedded server runs in this process
+            assert record["server"][0] == os.getpid()
     assert client.toxics(proxy.name) == []
     assert [e.kind for e in tl.events] == [FAULT_APPLY_START, FAULT_ACTIVE, FAULT_REVERT_START, FAULT_CLEARED]
     assert Journal().ids() == []
@@ -165,3 +168,43 @@ def test_cleanup_removes_toxics_and_enables_proxies(proxied, toxiproxy, state):
     assert len(lines) == 2 and all(line.startswith("undone ") for line in lines)
     assert client.toxics(proxy.name) == [] and client.get_proxy(proxy.name).enabled
     assert redis_ping(proxy.port)
+
+
+def test_undo_after_the_server_died_reports_gone_with_its_server(tmp_path, redis_server):
+    """A crashed harness often takes its embedded Toxiproxy down with it: its toxics and disabled
+    proxies died with that process, so cleanup says so and clears the entries instead of failing forever."""
+    from harness.env.app_process import ToxiproxyProcess
+    from harness.env.ports import free_port
+    from harness.faults.journal import recover
+
+    proc = ToxiproxyProcess(tmp_path / "tp", free_port())
+    proc.start()
+    try:
+        with ToxiproxyClient(proc.url) as client:
+            client.create_proxy("r", upstream=f"127.0.0.1:{redis_server.port}")
+        toxic = LatencyToxic("r", latency=100, api=proc.url)
+        down = ProxyDown("r", api=proc.url)
+        toxic.inject()
+        down.inject()
+        assert Journal().read(toxic.id).record["server"][0] == proc.pid
+    finally:
+        proc.kill()
+    lines = [o.line for o in recover(include_live=True)]
+    assert sorted(lines) == sorted([
+        f"undone {toxic.label}: toxic {toxic.name} of proxy r at {proc.url} gone with its server "
+        f"(pid {toxic.server[0]} no longer runs; {proc.url} unreachable)",
+        f"undone {down.label}: disabled proxy r at {proc.url} gone with its server "
+        f"(pid {down.server[0]} no longer runs; {proc.url} unreachable)",
+    ])
+    assert Journal().ids() == []
+
+
+def test_undo_with_the_api_unreachable_and_no_known_server_keeps_the_entry():
+    from harness.env.ports import free_port
+
+    api = f"http://127.0.0.1:{free_port()}"
+    Journal().write(Entry("t1", "LatencyToxic(r, downstream)",
+                          {"type": "toxic", "api": api, "proxy": "r", "toxic": "x", "server": None}))
+    (line,) = recover_leftovers(include_live=True)
+    assert line.startswith("FAILED LatencyToxic(r, downstream): ") and "entry kept" in line
+    assert Journal().ids() == ["t1"]
