@@ -1,4 +1,4 @@
-"""`chaosdrill cleanup`: undo what a killed run left — journaled faults, then recorded environments."""
+"""`chaosdrill cleanup`: undo what a killed run left — journaled faults, Locust runs, then recorded environments."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import psutil
 
 from harness.env.local import load_state, teardown_recorded
 from harness.faults.journal import recover_leftovers
+from harness.load import stop_abandoned
 
 
 def cleanup_all(include_live_envs: bool = False) -> list[str]:
     """Undo leftover faults first (a paused process must resume before it can be stopped), then stop
-    environments whose owning process is gone. One line per thing undone."""
+    environments whose owning process is gone (Locust runs of a dead harness before them: they load
+    the app). One line per thing undone."""
     lines = list(recover_leftovers())
+    lines += stop_abandoned(include_live=include_live_envs)
     for record in load_state():
         if include_live_envs or abandoned(record):
             lines.append(teardown_recorded(record))

@@ -4,6 +4,11 @@ Locust monkey-patches its process with gevent on import, which slows asyncio exe
 (RECIPES.md §5); so it never runs in the harness process. We start `locust` as a child,
 stop it with SIGTERM (it then writes its final `--json` stats and CSVs), and turn its
 per-second history into `load.snapshot` events on the run's timeline.
+
+Like faults and environments, a running Locust is recorded (`<state>/load/<id>.json`: its pid and
+start time, and the harness process that owns it) before it starts, so `chaosdrill cleanup` stops it
+when the harness was killed; its `-t` is the scenario's planned length plus a margin
+(`planned_duration_s`), so even without cleanup it does not outlive a run by much.
 """
 
 from __future__ import annotations
@@ -15,15 +20,78 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.errors import HarnessError
 from harness.measure import LOAD_SNAPSHOT, percentile
+from harness.state import state_dir, write_json_atomic
 from harness.timeline import Timeline
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+DEFAULT_MAX_DURATION_S = 3600
+MARGIN_S = 30.0
+
+
+def planned_duration_s(plan: Any, run: Any, margin_s: float = MARGIN_S) -> int:
+    """How long the load of one fault experiment may run: baseline + hold + the recovery deadline +
+    the observation after it, plus a margin (`plan` a ScenarioConfig, `run` a RunConfig)."""
+    return int(plan.baseline + plan.hold + run.deadline + plan.after + margin_s + 0.999)
+
+
+def loads_dir() -> Path:
+    path = state_dir() / "load"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _same(pid: int | None, start: float | None) -> psutil.Process | None:
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if start is not None and abs(proc.create_time() - start) > 0.01:
+            return None
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
+    except psutil.Error:
+        return None
+
+
+def stop_abandoned(include_live: bool = False) -> list[str]:
+    """`chaosdrill cleanup`: stop Locust runs whose harness process died; one line per record."""
+    lines = []
+    for path in sorted(loads_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            path.unlink(missing_ok=True)
+            continue
+        if not include_live and _same(record.get("owner_pid"), record.get("owner_start")) is not None:
+            continue
+        proc = _same(record.get("pid"), record.get("start"))
+        stopped: list[int] = []
+        if proc is not None:
+            members = [proc, *proc.children(recursive=True)]
+            for member in members:
+                with contextlib.suppress(psutil.Error):
+                    member.kill()
+            psutil.wait_procs(members, timeout=10)
+            stopped = [m.pid for m in members]
+        path.unlink(missing_ok=True)
+        what = f"stopped Locust pid {record.get('pid')}" if stopped else "Locust already gone"
+        lines.append(f"load run {record.get('id')}: {what} ({record.get('out_dir')})")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -112,16 +180,27 @@ class LoadRun:
 
     def __init__(self, host_url: str, out_dir: Path, users: int = 10, spawn_rate: float = 10.0,
                  throughput_per_user: float = 5.0, locustfile: Path = DEFAULT_LOCUSTFILE,
-                 max_duration_s: int = 3600) -> None:
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
         self.host_url = host_url
         self.out_dir = Path(out_dir)
         self.users = users
         self.spawn_rate = spawn_rate
         self.throughput_per_user = throughput_per_user
         self.locustfile = locustfile
-        self.max_duration_s = max_duration_s
+        self.max_duration_s = max(1, int(max_duration_s + 0.999))
         self.stats: LoadStats | None = None
         self._proc: subprocess.Popen | None = None
+        self.id = uuid.uuid4().hex[:12]
+
+    @property
+    def record_path(self) -> Path:
+        return loads_dir() / f"{self.id}.json"
+
+    def _record(self, pid: int | None) -> None:
+        me = os.getpid()
+        write_json_atomic(self.record_path, {
+            "id": self.id, "pid": pid, "start": _start_time(pid) if pid else None, "owner_pid": me,
+            "owner_start": _start_time(me), "out_dir": str(self.out_dir), "host": self.host_url})
 
     @property
     def stats_json(self) -> Path:
@@ -139,9 +218,15 @@ class LoadRun:
                "--json", "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2"]
         env = os.environ | {"CHAOSDRILL_THROUGHPUT": str(self.throughput_per_user),
                             "CHAOSDRILL_REQUEST_LOG": str(self.request_log)}
-        with open(self.stats_json, "wb") as out, open(self.out_dir / "load.log", "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                          start_new_session=True)
+        self._record(None)  # recorded before it runs, like a fault
+        try:
+            with open(self.stats_json, "wb") as out, open(self.out_dir / "load.log", "ab") as log:
+                self._proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                              start_new_session=True)
+        except BaseException:
+            self.record_path.unlink(missing_ok=True)
+            raise
+        self._record(self._proc.pid)
         return self
 
     def stop(self) -> LoadStats:
@@ -155,6 +240,7 @@ class LoadRun:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        self.record_path.unlink(missing_ok=True)
         try:
             entries = json.loads(self.stats_json.read_text() or "[]")
         except json.JSONDecodeError as exc:
