@@ -83,13 +83,15 @@ def test_limit_data_upstream(tp, echo_proxy):
     assert end == "eof" and len(data) <= 10
 
 
-def test_slow_close_delays_fin(tp, echo_proxy):
-    tp.add_toxic("echo", "slow_close", attributes={"delay": 500})
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_slow_close_delays_fin(tp, echo_proxy, stream):
+    """Upstream: the client's FIN reaches the echo server late, so its FIN comes back late too."""
+    tp.add_toxic("echo", "slow_close", stream=stream, attributes={"delay": 500})
     s = connect(echo_proxy)
     t0 = time.monotonic()
     s.shutdown(socket.SHUT_WR)
     assert recv_all(s, 1) == b""
-    assert 0.45 <= time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 >= 0.45
     s.close()
 
 
@@ -106,25 +108,37 @@ def test_half_close_delivers_reply_in_flight(echo_proxy):
         s.close()
 
 
-def test_slicer_slices(tp, echo_proxy):
-    tp.add_toxic("echo", "slicer", attributes={"average_size": 10, "size_variation": 5, "delay": 1000})
+@pytest.mark.parametrize(("stream", "min_reads"), [("downstream", 30), ("upstream", 10)])
+def test_slicer_slices(tp, echo_proxy, stream, min_reads):
+    """Upstream: the echo server gets (and echoes) one slice at a time, 1 ms apart."""
+    tp.add_toxic("echo", "slicer", stream=stream, attributes={"average_size": 10, "size_variation": 5, "delay": 1000})
     s = connect(echo_proxy)
-    s.sendall(b"y" * 1000)
-    t0, reads, got = time.monotonic(), 0, 0
+    payload = bytes(i % 251 for i in range(1000))
+    s.sendall(payload)
+    t0, reads, got = time.monotonic(), 0, b""
     s.settimeout(5)
-    while got < 1000:
+    while len(got) < 1000:
         d = s.recv(65536)
         assert d
-        got += len(d)
+        got += d
         reads += 1
-    assert reads >= 30 and time.monotonic() - t0 >= 0.05
+    assert got == payload
+    assert reads >= min_reads and time.monotonic() - t0 >= 0.05  # >= 67 slices, 1 ms apart
     s.close()
 
 
-def test_latency(tp, echo_proxy):
-    tp.add_toxic("echo", "latency", attributes={"latency": 200})
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_latency(tp, echo_proxy, stream):
+    tp.add_toxic("echo", "latency", stream=stream, attributes={"latency": 200})
     data, took, _ = roundtrip(echo_proxy)
-    assert data == b"hello" and 0.19 <= took < 1.0
+    assert data == b"hello" and took >= 0.19
+
+
+def test_latency_on_both_streams_adds_up(tp, echo_proxy):
+    tp.add_toxic("echo", "latency", stream="upstream", attributes={"latency": 150})
+    tp.add_toxic("echo", "latency", stream="downstream", attributes={"latency": 150})
+    data, took, _ = roundtrip(echo_proxy)
+    assert data == b"hello" and took >= 0.29
 
 
 def test_latency_with_jitter_stays_in_range(tp, echo_proxy):
@@ -140,19 +154,22 @@ def test_latency_toxicity_zero_is_noop(tp, echo_proxy):
     assert data == b"hello" and took < 0.09
 
 
-def test_bandwidth_paces_in_slices(tp, echo_proxy):
-    tp.add_toxic("echo", "bandwidth", attributes={"rate": 1})
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_bandwidth_paces_in_slices(tp, echo_proxy, stream):
+    """1 KB/s: 1000 bytes take about a second either way (upstream: the echo server gets them paced)."""
+    tp.add_toxic("echo", "bandwidth", stream=stream, attributes={"rate": 1})
     s = connect(echo_proxy)
-    s.sendall(b"z" * 1000)
-    t0, reads, got = time.monotonic(), 0, 0
+    payload = bytes(i % 251 for i in range(1000))
+    s.sendall(payload)
+    t0, reads, got = time.monotonic(), 0, b""
     s.settimeout(5)
-    while got < 1000:
+    while len(got) < 1000:
         d = s.recv(65536)
         assert d
-        got += len(d)
+        got += d
         reads += 1
-    took = time.monotonic() - t0
-    assert 0.9 <= took < 1.5 and reads >= 5
+    assert got == payload
+    assert time.monotonic() - t0 >= 0.85 and reads >= 5
     s.close()
 
 
@@ -227,3 +244,65 @@ def test_slow_reader_does_not_grow_buffers_unbounded(tp, echo_proxy, toxic):
     # kernel buffers on 4 sockets plus our bounded channels; far below what was offered
     assert sent < 96 * 2**20, f"proxy accepted {sent / 2**20:.0f} MiB from a client that never reads"
     s.close()
+
+
+# -- backpressure, measured on a server in a process of its own ---------------------------------
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory):
+    """`chaosdrill toxiproxy` as a subprocess, so its RSS is the proxy's memory alone."""
+    if os.environ.get("TOXIPROXY_URL"):
+        pytest.skip("measures the embedded server's memory")
+    from harness.env.app_process import ToxiproxyProcess
+    from harness.env.ports import free_port
+
+    proc = ToxiproxyProcess(tmp_path_factory.mktemp("toxiproxy"), free_port())
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+BACKPRESSURE = [
+    pytest.param(None, None, id="no toxic"),
+    pytest.param("latency", {"latency": 100}, id="downstream latency"),
+    pytest.param("bandwidth", {"rate": 100}, id="downstream bandwidth"),
+    pytest.param("slicer", {"average_size": 64, "size_variation": 32, "delay": 10}, id="downstream slicer"),
+]
+
+
+@pytest.mark.parametrize(("toxic", "attributes"), BACKPRESSURE)
+def test_a_client_that_never_reads_does_not_grow_the_server(server_process, echo, toxic, attributes):
+    """The client writes and never reads; the echo upstream's replies back up to the proxy, which
+    must stop reading from both sides instead of buffering: the server's RSS stays bounded."""
+    import psutil
+
+    from harness.toxiproxy import ToxiproxyClient
+
+    budget, offered = 64 * 2**20, 512 * 2**20
+    with ToxiproxyClient(server_process.url) as client:
+        proxy = client.create_proxy(f"bp_{toxic or 'none'}", upstream=echo.address)
+        try:
+            if toxic:
+                client.add_toxic(proxy.name, toxic, stream="downstream", attributes=attributes)
+            rss = psutil.Process(server_process.pid).memory_info
+            s = connect(proxy)
+            s.settimeout(1.0)
+            base, peak, sent = rss().rss, 0, 0
+            chunk = b"\0" * 2**20
+            stop = time.monotonic() + 10  # a bound on the test, not an assertion
+            try:
+                while sent < offered and time.monotonic() < stop:
+                    sent += s.send(chunk)
+                    peak = max(peak, rss().rss)
+            except (TimeoutError, BlockingIOError):
+                pass  # the proxy stopped reading: what we wanted
+            for _ in range(10):  # anything held in a toxic's queue would show up now
+                peak = max(peak, rss().rss)
+                time.sleep(0.05)
+            s.close()
+        finally:
+            client.delete_proxy(proxy.name)
+    grown = peak - base
+    assert grown < budget, (f"server RSS grew {grown / 2**20:.0f} MiB while a client that never reads "
+                            f"offered {sent / 2**20:.0f} MiB")
+    assert sent < offered, f"the proxy accepted all {sent / 2**20:.0f} MiB from a client that never reads"
