@@ -64,8 +64,10 @@ from resilience.backup import (
     PgBackRest,
     RedisRdbEngine,
 )
-from resilience.backup.catalog import BackupSet
+from resilience.backup.catalog import CATALOG_KEY, BackupSet, Catalog
 from resilience.backup.manager import RestoreTargets
+from resilience.backup.runner import which
+from resilience.backup.verify import verify_repository
 from resilience.errors import BackupError
 
 Progress = Callable[[str], None]
@@ -342,9 +344,12 @@ class DrillRunner:
     # -- setup and teardown ----------------------------------------------------------------------
     def _prepare(self, st: _State, stack: ExitStack, scratch: Path) -> None:
         cfg, d = self.config, self.config.drill
+        # refusals that need no source environment come first: it is never even started
+        which("pgbackrest", "install pgbackrest (apt-get install pgbackrest)")
         st.repo = make_repository(d.repository, scratch)
         st.repo.init()
         st.repo.check()
+        self._check_existing_catalog(st.repo, d.backup_id)
         source = LocalEnvironment(cfg.environment.local, label="drill-src")
         stack.callback(source.down)
         st.source = source
@@ -377,6 +382,22 @@ class DrillRunner:
         st.probes = ProbeRunner(probes, st.tl, cfg.run.probe_interval).start()
         stack.callback(self._stop_observers, st)
         st.stack = stack
+
+    @staticmethod
+    def _check_existing_catalog(repo: Any, backup_id: str) -> None:
+        """A repository used before: its catalog must be intact, and a named set must exist and pass
+        its checksums (every catalogued object, pgBackRest's manifests included), before anything starts."""
+        if not repo.exists(CATALOG_KEY):
+            if backup_id != "latest":
+                raise DrillRefused(f"unknown backup set {backup_id!r}: {repo.describe()} has no catalog yet")
+            return
+        catalog = Catalog.loads(repo.get_bytes(CATALOG_KEY), f"{repo.describe()}: {CATALOG_KEY}")
+        if backup_id != "latest":
+            catalog.get(backup_id)  # unknown: one line naming the latest known ids
+            report = verify_repository(repo, set_id=backup_id)
+            if not report.ok:
+                more = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+                raise DrillRefused(f"backup set {backup_id} failed verification: {report.problems[0]}{more}")
 
     def _stop_load(self, st: _State) -> None:
         if st.load is not None and st.load.stats is None:

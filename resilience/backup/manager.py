@@ -216,12 +216,14 @@ class BackupManager:
     def restore(self, set_id: str = "latest", targets: RestoreTargets | None = None, *,
                 recovery: str = "end", target_time: datetime | str | None = None, target_lsn: str | None = None,
                 push_wal_from: Path | None = None, start: bool = True,
-                parts: Collection[str] | None = None) -> RestoreResult:
+                parts: Collection[str] | None = None, verify: bool = False) -> RestoreResult:
         """Restore every part of a set (or only `parts`, by name or kind) into `targets`, each step timed.
 
         recovery: "end" replays all archived WAL (smallest RPO), "immediate" stops as soon as the
         set is consistent; `target_time`/`target_lsn` give point-in-time recovery.
         `push_wal_from` (a crashed primary's data dir) first archives its newest WAL (RPO lever).
+        `verify` checks the chosen set (and the chain it needs) first, as a timed `verify` step, and
+        raises VerifyFailed before anything is written (the drill does this in its preflight).
         """
         if recovery not in ("end", "immediate"):
             raise ValueError(f"recovery must be one of: end, immediate; got {recovery!r}")
@@ -234,6 +236,9 @@ class BackupManager:
             raise BackupNotFound(f"backup set {chosen.id} has no part among {sorted(parts)}; it has: "
                                  f"{', '.join(p.name for p in chosen.parts)}")
         self._check_targets(chosen, selected, targets)
+        if verify:
+            with self._step(result, "verify"):
+                self.verify(chosen.id).raise_for_problems()
         try:
             for part in selected:
                 self._restore_part(result, part, targets, recovery, target_time, target_lsn, push_wal_from, start)

@@ -22,7 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from resilience.backup.catalog import BackupPart, BackupType, ObjectRef
-from resilience.backup.errors import EngineError, RepositoryAuthError, RepositoryUnreachable
+from resilience.backup.errors import (
+    BackupError,
+    EngineError,
+    RepositoryAuthError,
+    RepositoryCorrupt,
+    RepositoryMissing,
+    RepositoryUnreachable,
+)
 from resilience.backup.repository import PGBACKREST_DIR, Repository
 from resilience.backup.runner import chown_pg, run, which
 from resilience.backup.targets import require_empty_dir
@@ -88,6 +95,40 @@ class StanzaInfo:
             if b.label == label:
                 return b
         raise EngineError(f"pgBackRest has no backup {label!r} in stanza {self.name}")
+
+
+_VERIFY_PROBLEM = re.compile(r"\b(ERROR|WARN)\b|invalid|missing|corrupt|status: error")
+_AUTH = ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "http 403", "[403]", "credentials")
+_UNREACHABLE = ("unable to connect", "connection refused", "timeout", "timed out", "tls error",
+                "unable to get address", "hostconnecterror", "name or service not known")
+_MISSING = ("unable to load info file", "missing stanza path", "does not exist", "no such file or directory")
+_CORRUPT = ("invalid checksum", "checksum", "invalid format", "unexpected eof", "crypto error")
+
+
+def parse_verify_output(returncode: int, output: str) -> list[str]:
+    """Problems in a `pgbackrest verify` run. It exits 0 even when it logs ERROR lines or finds
+    invalid files (status: error), so the log lines decide; a non-zero exit is a problem too."""
+    problems = [ln.strip() for ln in output.splitlines()
+                if _VERIFY_PROBLEM.search(ln) and "verify command begin" not in ln]
+    if returncode != 0 and not problems:
+        problems.append(f"pgbackrest verify exited {returncode}")
+    return problems
+
+
+def classify_error(what: str, returncode: int, line: str) -> BackupError:
+    """One failed pgbackrest command as the error a caller can act on (one line, the tool's words)."""
+    low = line.lower()
+    if "dbconnecterror" in low or "no database found" in low:  # the cluster, not the repository
+        return EngineError(f"{what}: PostgreSQL unreachable: {line}")
+    if any(s in low for s in _AUTH) or re.search(r"\b403\b", low):
+        return RepositoryAuthError(f"{what}: repository refused credentials: {line}")
+    if any(s in low for s in _UNREACHABLE):
+        return RepositoryUnreachable(f"{what}: repository unreachable: {line}")
+    if any(s in low for s in _MISSING):
+        return RepositoryMissing(f"{what}: repository or stanza missing: {line}")
+    if any(s in low for s in _CORRUPT):
+        return RepositoryCorrupt(f"{what}: repository damaged: {line}")
+    return EngineError(f"{what} failed (exit {returncode}): {line}")
 
 
 def format_target_time(when: datetime | str) -> str:
@@ -215,15 +256,7 @@ class PgBackRest:
     def _raise(self, proc, what: str) -> None:
         from resilience.backup.runner import last_line
 
-        line = last_line(proc)
-        low = line.lower()
-        if any(s in low for s in ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied",
-                                  "403", "credentials")):
-            raise RepositoryAuthError(f"{what}: repository refused credentials: {line}")
-        if any(s in low for s in ("unable to connect", "connection refused", "timeout", "tls error",
-                                  "unable to get address")):
-            raise RepositoryUnreachable(f"{what}: repository unreachable: {line}")
-        raise EngineError(f"{what} failed (exit {proc.returncode}): {line}")
+        raise classify_error(what, proc.returncode, last_line(proc))
 
     def stanza_create(self) -> None:
         self.write_config()
@@ -259,13 +292,7 @@ class PgBackRest:
     def verify(self) -> list[str]:
         """Problems `pgbackrest verify` reports; it may exit 0 while logging errors, so read the log."""
         proc = self._cmd("verify", "--job-retry=0", console="detail", check=False)
-        out = (proc.stdout or "") + (proc.stderr or "")
-        problems = [ln.strip() for ln in out.splitlines()
-                    if re.search(r"\b(ERROR|WARN)\b|invalid|missing|corrupt", ln)
-                    and "verify command begin" not in ln]
-        if proc.returncode != 0 and not problems:
-            problems.append(f"pgbackrest verify exited {proc.returncode}")
-        return problems
+        return parse_verify_output(proc.returncode, (proc.stdout or "") + (proc.stderr or ""))
 
     def expire(self, label: str | None = None, keep_full: int | None = None) -> None:
         """Expire one backup with its dependents (`--set`), or keep `keep_full` fulls; WAL follows."""
