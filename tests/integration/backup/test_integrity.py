@@ -143,3 +143,21 @@ def test_bad_input_is_one_line_and_leaves_the_source_alone(stack, tmp_path, monk
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissing, match="pgbackrest not found on PATH"):
         PgBackRest(repo=stack.repo, workdir=tmp_path / "w", pg_data=stack.pg.data, pg_port=stack.pg.port)
+
+
+def test_restore_with_verify_refuses_a_damaged_set_before_writing(stack, tmp_path):
+    from resilience.backup import VerifyFailed
+
+    mgr = stack.manager()
+    mgr.setup()
+    s = mgr.backup("full")
+    rdb = stack.repo.root / s.part("redis").meta["rdb"]
+    data = bytearray(rdb.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    rdb.write_bytes(bytes(data))
+    targets = RestoreTargets(pg_data=tmp_path / "pg", redis_dir=tmp_path / "redis", files_dir=tmp_path / "files",
+                             config_dir=tmp_path / "config")
+    with pytest.raises(VerifyFailed, match="redis/dump.rdb: SHA-256 mismatch") as err:
+        mgr.restore(s.id, targets, verify=True)
+    assert "\n" not in str(err.value)
+    assert not any((tmp_path / d).exists() for d in ("pg", "redis", "files", "config"))
