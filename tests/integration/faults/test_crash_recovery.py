@@ -1,9 +1,11 @@
 """SIGKILL a harness at random points while faults are active; recover_leftovers() must undo them all.
 
-The child (crash_child.py) pauses a real Redis, adds toxics and disables a proxy on the embedded
-Toxiproxy server, partitions a loopback port with nft (with rights) and pauses a container (when an
-engine runs). After each kill we first check that something was left behind (so the test would
-notice an undo that does nothing), then run cleanup and check that nothing of it remains.
+The child (crash_child.py, forked from a zygote so a kill cycle costs no Python start-up) pauses a
+real Redis, kills another one (restarted from its recipe by cleanup), adds toxics and disables a
+proxy on the embedded Toxiproxy server, partitions loopback ports with nft and with iptables (with
+rights), and pauses, stops and kills a container each (when an engine runs). After each kill we
+first check that something was left behind (so the test would notice an undo that does nothing),
+then run cleanup and check that nothing of it remains.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.env.ports import free_port
+from harness.env.procs import kill_tree, strays, wait_gone
+from harness.env.servers import RedisServer
 from harness.faults import Journal, recover_leftovers
-from harness.faults.firewall import chaosdrill_nft_tables, has_net_admin
+from harness.faults.firewall import chaosdrill_nft_tables, find_tool, has_net_admin
 from harness.toxiproxy.client import ToxiproxyClient
 from tests.integration.faults.conftest import run_redis_container
+from tests.integration.faults.helpers import redis_ping
 
 ROOT = Path(__file__).resolve().parents[3]
 MIN_DIRTY_KILLS = 20  # kills that left journalled faults behind
@@ -53,6 +59,12 @@ def maybe_docker(request):
         return None
 
 
+def iptables_rules(port: int) -> list[str]:
+    """Our tagged iptables rules on `port` (other sessions' rules on other ports are not ours to see)."""
+    out = subprocess.run([find_tool("iptables") or "iptables", "-S", "INPUT"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "chaosdrill-" in line and f"--dport {port} " in line]
+
+
 def wait_line(proc: subprocess.Popen, want: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,31 +83,55 @@ def wait_line(proc: subprocess.Popen, want: str, timeout: float) -> bool:
 class Leftovers:
     """What of the child's faults is in effect right now, one phrase per fault."""
 
-    def __init__(self, client: ToxiproxyClient | None, redis_pid: int, proxies: list[str], container) -> None:
-        self.client, self.redis_pid, self.proxies, self.container = client, redis_pid, proxies, container
+    def __init__(self, client: ToxiproxyClient | None, redis_pid: int, proxies: list[str], containers: list,
+                 kill_port: int, iptables_port: int | None) -> None:
+        self.client, self.redis_pid, self.proxies, self.containers = client, redis_pid, proxies, containers
+        self.kill_port, self.iptables_port = kill_port, iptables_port
 
     def __call__(self) -> list[str]:
         found = []
         if psutil.Process(self.redis_pid).status() == psutil.STATUS_STOPPED:
             found.append(f"redis pid {self.redis_pid} stopped")
+        if not redis_ping(self.kill_port):
+            found.append(f"killed redis not answering on 127.0.0.1:{self.kill_port}")
+        if self.iptables_port is not None:
+            found += [f"iptables rule {rule}" for rule in iptables_rules(self.iptables_port)]
         for name in self.proxies:
             proxy = self.client.get_proxy(name)
             found += [f"toxic {t.name} on {name}" for t in proxy.toxics]
             if not proxy.enabled:
                 found.append(f"proxy {name} disabled")
         found += [f"nft table {t}" for t in chaosdrill_nft_tables()] if has_net_admin() else []
-        if self.container is not None:
-            self.container.reload()
-            if self.container.status != "running":
-                found.append(f"container {self.container.name} {self.container.status}")
+        for container in self.containers:
+            container.reload()
+            if container.status != "running":
+                found.append(f"container {container.name} {container.status}")
         return found
 
 
-def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, maybe_docker, toxiproxy_url,
-                                                               tmp_path):
+@pytest.fixture
+def killable_redis(scratch_dir):
+    """A Redis that the child kills and cleanup restarts from its recipe; every incarnation is stopped after."""
+    server = RedisServer(scratch_dir / "redis-kill")
+    server.start()
+    yield server
+    pids = []
+    for pid in strays(str(server.base)):
+        pids += kill_tree(pid)
+    wait_gone(pids)
+
+
+def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, killable_redis, maybe_docker,
+                                                               toxiproxy_url, tmp_path):
     state = tmp_path / "state"
-    container = run_redis_container(maybe_docker, "crash") if maybe_docker is not None else None
+    kinds = ("pause", "stop", "kill")
+    containers = [run_redis_container(maybe_docker, f"crash-{k}") for k in kinds] if maybe_docker is not None else []
+    firewall = has_net_admin()
+    iptables_port = free_port() if firewall and find_tool("iptables") else None
     rng = random.Random()
+    env = {**os.environ, "CHAOSDRILL_STATE_DIR": str(state)}
+    zygote = subprocess.Popen([sys.executable, "-m", "tests.integration.faults.crash_child"], cwd=ROOT, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         with contextlib.ExitStack() as stack:
             client, proxies = None, []
@@ -103,30 +139,37 @@ def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, may
                 client = stack.enter_context(ToxiproxyClient(toxiproxy_url))
                 upstream = f"127.0.0.1:{redis_server.port}"
                 proxies = [client.create_proxy(n, upstream=upstream).name for n in ("crash_toxic", "crash_down")]
-            leftovers = Leftovers(client, redis_server.pid, proxies, container)
+            leftovers = Leftovers(client, redis_server.pid, proxies, containers, killable_redis.port, iptables_port)
             cfg = {"pause_pid": redis_server.pid, "api": toxiproxy_url,
-                   "toxic_proxy": proxies[0] if proxies else None, "down_proxy": proxies[1] if proxies else None, "nft_port": redis_server.port if has_net_admin() else None,
-                   "container": container.name if container is not None else None}
-            env = {**os.environ, "CHAOSDRILL_STATE_DIR": str(state)}
+                   "toxic_proxy": proxies[0] if proxies else None, "down_proxy": proxies[1] if proxies else None,
+                   "kill": {"argv": killable_redis.argv(), "cwd": str(killable_redis.base),
+                            "port": killable_redis.port},
+                   "nft_port": redis_server.port if firewall else None, "iptables_port": iptables_port,
+                   "containers": {}}
+            assert leftovers() == [], "nothing is in effect before the first kill"
             dirty, report = 0, []
             i = -1
             while dirty < MIN_DIRTY_KILLS and i + 1 < MAX_KILLS:
                 i += 1
                 cfg["seed"] = rng.randrange(2**32)
-                child = subprocess.Popen([sys.executable, "-m", "tests.integration.faults.crash_child",
-                                          json.dumps(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                # Container faults cost the most (vfs start/stop): each is in about half of the kills.
+                cfg["containers"] = {k: c.name for k, c in zip(kinds, containers, strict=True) if rng.random() < 0.5}
+                zygote.stdin.write(json.dumps(cfg) + "\n")
+                zygote.stdin.flush()
+                line = zygote.stdout.readline().split()
+                assert line[:1] == ["pid"], f"zygote said {line}"
+                child = int(line[1])
                 try:
                     # Most kills land after the first full apply (while held, reverting or re-applying);
                     # every fourth lands anywhere from start-up on, mid-apply included.
                     if i % 4 != 3:
-                        assert wait_line(child, "active", 60), f"kill {i}: the child never got all faults active"
+                        assert wait_line(zygote, f"{child} active", 60), f"kill {i}: the child never got all faults active"
                         time.sleep(rng.uniform(0, 0.15))
                     else:
-                        time.sleep(rng.uniform(0.3, 1.5))
+                        time.sleep(rng.uniform(0, 0.6))
                 finally:
-                    child.send_signal(signal.SIGKILL)
-                    child.wait()
-                    child.stdout.close()
+                    os.kill(child, signal.SIGKILL)
+                    wait_gone([child])
                 before = leftovers()
                 entries = Journal.in_state_dir(state).ids()
                 if entries:
@@ -142,9 +185,18 @@ def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, may
                 assert not before or entries, f"kill {i}: effects without journal entries: {before}"
             assert dirty >= MIN_DIRTY_KILLS, f"only {dirty} of {i + 1} kills hit active faults: {report}"
             assert sum(1 for r in report if r[2]) >= MIN_DIRTY_KILLS // 2, report
+            undone = " ".join(line for r in report for line in r[3])
+            hit = ["KillProcess(redis-kill)", "PauseProcess"]
+            hit += ["nft table", "iptables rule(s)"] if iptables_port is not None else ["nft table"] if firewall else []
+            hit += ["PauseContainer", "StopContainer", "KillContainer"] if containers else []
+            hit += ["LatencyToxic", "ProxyDown"] if proxies else []
+            missed = [kind for kind in hit if kind not in undone]
+            assert not missed, f"no crash left {missed} to undo: {report}"
             for name in proxies:
                 client.delete_proxy(name)
     finally:
-        if container is not None:
+        zygote.kill()
+        zygote.wait()
+        for container in containers:
             container.remove(force=True)
     assert psutil.Process(redis_server.pid).status() != psutil.STATUS_STOPPED
