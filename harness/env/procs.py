@@ -78,12 +78,15 @@ def strays(base: str, ports: set[int] = frozenset()) -> list[int]:
     spared = {0, 1, me.pid, *(p.pid for p in me.parents())}
     by_port = listeners(set(ports)) if ports else {}
     found: list[int] = []
-    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd", "terminal"]):
         if proc.pid in spared:
             continue
         cmdline = " ".join(proc.info.get("cmdline") or [])
         cwd = proc.info.get("cwd") or ""
-        if base in cmdline or cwd == base or cwd.startswith(base.rstrip("/") + "/"):
+        # cwd alone counts only for detached processes (ours run in sessions of their own, without a
+        # terminal): a user's shell that happens to sit in the dir is not a leftover.
+        inside = (cwd == base or cwd.startswith(base.rstrip("/") + "/")) and not proc.info.get("terminal")
+        if base in cmdline or inside:
             found.append(proc.pid)
     for port, pid in by_port.items():
         if pid in spared or pid in found:

@@ -224,3 +224,25 @@ def test_runs_as_the_postgres_user_when_root() -> None:
         pytest.skip("only meaningful as root")
     with LocalEnvironment(with_app=False) as env:
         assert psutil.Process(env.postgres.pid).username() == "postgres"
+
+
+def test_strays_are_processes_that_name_the_dir_or_run_detached_in_it(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from harness.env.procs import strays
+
+    base = tmp_path / "chaosdrill-env-x"
+    base.mkdir()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    named = subprocess.Popen([*sleeper, str(base / "data")])
+    inside = subprocess.Popen(sleeper, cwd=base, start_new_session=True)
+    elsewhere = subprocess.Popen(sleeper, cwd=tmp_path, start_new_session=True)
+    try:
+        found = strays(str(base))
+        assert named.pid in found and inside.pid in found
+        assert elsewhere.pid not in found and os.getpid() not in found
+    finally:
+        for proc in (named, inside, elsewhere):
+            proc.kill()
+            proc.wait()
