@@ -196,8 +196,6 @@ class FineClock:
             self._stop_timerfd(loop)  # unexpected; keep time with loop timers from now on
         if loop is None:
             return
-        if loop is None:
-            return
         if self._handle is not None:
             self._handle.cancel()
         self._handle = loop.call_later(max(when - now(), 0.0), self._fire)
