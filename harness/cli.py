@@ -56,6 +56,18 @@ class _CliPlugin:
     def __init__(self, status) -> None:
         self.status = status
         self.outcomes: list = []
+        self.error: HarnessError | None = None
+        self.skipped: list[str] = []
+
+    @pytest.hookimpl
+    def pytest_chaosdrill_error(self, message: str, exit_code: int) -> None:
+        self.error = HarnessError(message)
+        self.error.exit_code = exit_code
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.skipped and isinstance(report.longrepr, tuple):
+            self.skipped.append(f"{report.nodeid.rsplit('::', 1)[-1]}: {report.longrepr[2].removeprefix('Skipped: ')}")
 
     @pytest.hookimpl
     def pytest_chaosdrill_progress(self, message: str) -> None:
@@ -93,8 +105,13 @@ def run(
     with live.status("[bold]starting") as status:
         plugin = _CliPlugin(status)
         code = pytest.main(args, plugins=[plugin])
+    if plugin.error is not None:
+        raise plugin.error  # stopped inside the session (environment would not start): its one line
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise ConfigError(f"no scenario matched marker(s) {', '.join(markers)} in {scen}")
+    if code == pytest.ExitCode.OK and not plugin.outcomes:
+        # every selected scenario skipped: a run that measured nothing must not look like a pass
+        raise ConfigError(f"no scenario ran for {', '.join(markers)}: {'; '.join(plugin.skipped) or 'all skipped'}")
     _print_outcomes(plugin.outcomes)
     if code == pytest.ExitCode.USAGE_ERROR:
         raise typer.Exit(2)

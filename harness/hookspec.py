@@ -19,3 +19,8 @@ def pytest_chaosdrill_progress(message: str) -> None:
 @hookspec
 def pytest_chaosdrill_run_finished(outcome) -> None:
     """An experiment finished; `outcome` is a harness.experiment.RunOutcome."""
+
+
+@hookspec
+def pytest_chaosdrill_error(message: str, exit_code: int) -> None:
+    """The session stops on bad input or a missing tool (one line, the error's exit code)."""

@@ -33,6 +33,10 @@ def preflight(config: Config) -> None:
         _check_load(config)
     if config.environment.kind == "local":
         _check_local(config)
+    else:
+        from harness.env.external import ExternalEnvironment
+
+        ExternalEnvironment(config).up()  # the app answers, every named proxy exists; starts nothing
 
 
 def _check_load(config: Config) -> None:

@@ -60,12 +60,13 @@ def chaos_config(pytestconfig: pytest.Config) -> Config:
         config = load_config(pytestconfig.getoption("--chaos-config"))
         preflight(config)
     except HarnessError as exc:
-        _stop_session(exc)
+        _stop_session(exc, pytestconfig)
     return config
 
 
-def _stop_session(exc: HarnessError):
+def _stop_session(exc: HarnessError, config: pytest.Config):
     """Bad input or a missing tool: one line and the error's exit code, not a traceback per scenario."""
+    config.hook.pytest_chaosdrill_error(message=str(exc), exit_code=exc.exit_code)
     pytest.exit(f"chaosdrill: error: {exc}", returncode=exc.exit_code)
 
 
@@ -75,7 +76,7 @@ def chaos_results_dir(pytestconfig: pytest.Config, chaos_config: Config) -> Path
 
 
 @pytest.fixture
-def chaos_env(chaos_config: Config):
+def chaos_env(chaos_config: Config, pytestconfig: pytest.Config):
     """The scenario's environment: a fresh local one (PostgreSQL, Redis, app; always torn down), or
     with `environment.kind = "external"` your own stack from `[services]` (checked, never stopped)."""
     from harness.env.external import ExternalEnvironment
@@ -85,7 +86,7 @@ def chaos_env(chaos_config: Config):
         env = (ExternalEnvironment(chaos_config) if chaos_config.environment.kind == "external"
                else LocalEnvironment(chaos_config.environment.local)).__enter__()
     except HarnessError as exc:
-        _stop_session(exc)  # the environment removed what it had started before raising
+        _stop_session(exc, pytestconfig)  # the environment removed what it had started before raising
     try:
         yield env
     finally:

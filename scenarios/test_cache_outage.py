@@ -9,9 +9,9 @@ Either way /health must come back to 200 by itself.
 """
 
 import pytest
-from conftest import assert_passed, selected_variant
+from conftest import assert_passed, kill_fault, proxy_of, selected_variant
 
-from harness.faults import KillProcess, ProxyDown
+from harness.faults import ProxyDown
 
 
 @pytest.mark.cache_outage
@@ -20,13 +20,13 @@ def test_cache_outage(variant, request, chaos_env, chaos_config, chaos_experimen
     selected_variant(chaos_config, "cache_outage", variant, default=("network", "kill"))
     allow = chaos_env.allow_list()
     if variant == "kill":
-        def fault(timeline):
-            return KillProcess(chaos_env.redis, timeline=timeline, allow=allow)
+        fault = kill_fault(chaos_env, "redis", allow)
         what = "Redis killed (SIGKILL) and restarted empty after the hold"
     else:
         env = request.getfixturevalue("proxied_env")
+        proxy = proxy_of(env, "redis")
 
         def fault(timeline):
-            return ProxyDown("redis", api=env.toxiproxy_url, timeline=timeline, allow=allow)
+            return ProxyDown(proxy, api=env.toxiproxy_url, timeline=timeline, allow=allow)
         what = "Redis unreachable: its proxy disabled (connections cut and refused)"
     assert_passed(chaos_experiment.run("cache_outage", fault, what))

@@ -1,6 +1,7 @@
 """db_outage: PostgreSQL goes away under load; how fast is it noticed, and how fast does the app heal?
 
-Two ways to take it away (`scenarios.db_outage.variants`, default ["kill"]; `make drill` stays one run):
+Two ways to take it away (`scenarios.db_outage.variants`, default ["kill"] locally so `make drill`
+stays one run, both on an external stack):
 - kill: the server is SIGKILLed (postmaster and backends, as an OOM kill would) and restarted after
   the hold;
 - network: its proxy is disabled for the hold — new connections are refused and open ones cut —
@@ -8,24 +9,26 @@ Two ways to take it away (`scenarios.db_outage.variants`, default ["kill"]; `mak
 """
 
 import pytest
-from conftest import assert_passed, selected_variant
+from conftest import assert_passed, kill_fault, proxy_of, selected_variant
 
-from harness.faults import KillProcess, ProxyDown
+from harness.faults import ProxyDown
 
 
 @pytest.mark.db_outage
 @pytest.mark.parametrize("variant", ["kill", "network"])
 def test_db_outage(variant, request, chaos_env, chaos_config, chaos_experiment):
-    selected_variant(chaos_config, "db_outage", variant)
+    # On your own stack, try both: kill needs a container, network a proxy; each skips without.
+    external = chaos_config.environment.kind == "external"
+    selected_variant(chaos_config, "db_outage", variant, default=("kill", "network") if external else None)
     allow = chaos_env.allow_list()
     if variant == "kill":
-        def fault(timeline):
-            return KillProcess(chaos_env.postgres, timeline=timeline, allow=allow)
+        fault = kill_fault(chaos_env, "postgres", allow)
         what = "PostgreSQL killed (SIGKILL of the whole server) and restarted after the hold"
     else:
         env = request.getfixturevalue("proxied_env")
+        proxy = proxy_of(env, "postgres")
 
         def fault(timeline):
-            return ProxyDown("postgres", api=env.toxiproxy_url, timeline=timeline, allow=allow)
+            return ProxyDown(proxy, api=env.toxiproxy_url, timeline=timeline, allow=allow)
         what = "PostgreSQL unreachable: its proxy disabled (connections refused and cut)"
     assert_passed(chaos_experiment.run("db_outage", fault, what))

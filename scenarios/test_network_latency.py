@@ -7,7 +7,7 @@ count as bad samples.
 """
 
 import pytest
-from conftest import assert_passed
+from conftest import assert_passed, proxy_of
 
 from harness.faults import FaultSet, LatencyToxic
 
@@ -16,9 +16,10 @@ from harness.faults import FaultSet, LatencyToxic
 def test_network_latency(proxied_env, chaos_config, chaos_experiment):
     ms = int(chaos_config.scenario("network_latency").latency * 1000)
     allow = proxied_env.allow_list()
+    proxy = proxy_of(proxied_env, "postgres")
 
     def fault(timeline):
-        return FaultSet(*(LatencyToxic("postgres", latency=ms, stream=stream, api=proxied_env.toxiproxy_url,
+        return FaultSet(*(LatencyToxic(proxy, latency=ms, stream=stream, api=proxied_env.toxiproxy_url,
                                        timeline=timeline, allow=allow)
                           for stream in ("upstream", "downstream")))
 

@@ -6,7 +6,7 @@ the hardest case for detection; `reject` resets connections at once.
 """
 
 import pytest
-from conftest import assert_passed
+from conftest import assert_passed, service_of
 
 from harness.faults import PartitionPort
 from harness.faults.firewall import has_net_admin
@@ -15,7 +15,7 @@ from harness.faults.firewall import has_net_admin
 @pytest.mark.network_partition
 def test_network_partition(chaos_env, chaos_config, chaos_experiment):
     mode = chaos_config.scenario("network_partition").partition_mode
-    port = chaos_env.endpoints["postgres"].port
+    port = chaos_env.endpoints[service_of(chaos_env, "postgres")].port
     if not has_net_admin():
         pytest.skip("changing the firewall needs root or CAP_NET_ADMIN")
     assert_passed(chaos_experiment.run(

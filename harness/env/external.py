@@ -58,6 +58,12 @@ class ExternalEnvironment:
             raise EnvironmentStartError("this environment has no Toxiproxy: set environment.external.toxiproxy_url")
         return self.external.toxiproxy_url.rstrip("/")
 
+    def service_of_kind(self, kind: str) -> str | None:
+        """The first service of `kind` in [services] (scenarios ask for "the postgres service")."""
+        if kind == "http":
+            return self.external.app
+        return next((name for name, spec in self.specs.items() if spec.kind == kind), None)
+
     def proxy_for(self, service: str) -> str | None:
         """The Toxiproxy proxy in front of `service`, or None when it has none."""
         spec = self.specs.get(service)

@@ -117,6 +117,17 @@ class LocalEnvironment:
             raise EnvironmentStartError(f"environment {self.id} has no app")
         return f"http://{self.endpoints['app'].address}"
 
+    def service_of_kind(self, kind: str) -> str | None:
+        """The service of a kind ("postgres", "redis", "http"): here they are named after it."""
+        return {"postgres": "postgres", "redis": "redis", "http": "app" if self.app else None}.get(kind)
+
+    def proxy_for(self, service: str) -> str | None:
+        """The Toxiproxy proxy in front of `service` (named after it), or None without proxies."""
+        return service if service in self.proxy_ports else None
+
+    def container_for(self, service: str) -> str | None:
+        return None  # local services are processes; process faults act on them
+
     def allow_list(self):
         """What faults may touch: this environment's loopback endpoints and service pids."""
         from harness.faults.base import AllowList
