@@ -180,17 +180,30 @@ class PgBackRest:
     def __init__(self, *, repo: Repository, workdir: Path | str, pg_data: Path | str, pg_port: int,
                  pg_socket_dir: Path | str | None = None, stanza: str = "drill", process_max: int = 2,
                  compress_type: str = "lz4", timeout_s: float = 900, name: str = "postgres",
-                 bundle: bool = True) -> None:
+                 bundle: bool | None = None, restore_process_max: int | None = None,
+                 log_level_file: str = "info") -> None:
+        """`bundle` None = on for object stores (S3 charges per request), off for a posix repository
+        (restore reads files straight, no bundle offsets). `restore_process_max` (default
+        process_max + 2, at most 4) is used by restore only: decompression and writes overlap, while
+        backups stay gentle on the source."""
         self.repo, self.stanza, self.name = repo, stanza, name
         self.workdir = Path(workdir).absolute()
         self.pg_data, self.pg_port = Path(pg_data).absolute(), pg_port
         self.pg_socket_dir = Path(pg_socket_dir).absolute() if pg_socket_dir else None
         self.process_max, self.compress_type, self.timeout_s = process_max, compress_type, timeout_s
         self.bundle = bundle
+        self.restore_process_max = restore_process_max or min(4, process_max + 2)
+        self.log_level_file = log_level_file
         self.binary = which("pgbackrest", "install pgbackrest (apt-get install pgbackrest)")
 
     def __repr__(self) -> str:
         return f"PgBackRest(stanza={self.stanza!r}, pg_data={str(self.pg_data)!r}, repo={self.repo!r})"
+
+    @property
+    def bundles(self) -> bool:
+        if self.bundle is not None:
+            return self.bundle
+        return self.repo.pgbackrest_options().get("repo1-type") != "posix"
 
     @property
     def config_path(self) -> Path:
@@ -212,10 +225,10 @@ class PgBackRest:
             **repo_opts,
             "repo1-retention-full": _MAX_RETENTION,
             "log-path": str(self.workdir / "log"), "lock-path": str(self.workdir / "lock"),
-            "spool-path": str(self.workdir / "spool"), "log-level-file": "detail",
+            "spool-path": str(self.workdir / "spool"), "log-level-file": self.log_level_file,
             "start-fast": "y", "compress-type": self.compress_type, "process-max": str(self.process_max),
             # small files go into bundles: ~40× fewer objects, which is what S3 latency charges for
-            "repo1-bundle": "y" if self.bundle else "n",
+            "repo1-bundle": "y" if self.bundles else "n",
         }
         stanza_opts = {"pg1-path": str(self.pg_data), "pg1-port": str(self.pg_port), "pg1-user": "postgres"}
         if self.pg_socket_dir:
@@ -330,7 +343,7 @@ class PgBackRest:
             raise EngineError(f"refusing to restore over the source data directory {self.pg_data}")
         chown_pg(target)
         os.chmod(target, 0o700)
-        args = [f"--pg1-path={target}", "--archive-mode=off"]
+        args = [f"--pg1-path={target}", "--archive-mode=off", f"--process-max={self.restore_process_max}"]
         if label:
             args.append(f"--set={label}")
         if target_time is not None:
