@@ -96,6 +96,14 @@ def _loopback_host(host: str | None, what: str) -> None:
                          "127.0.0.1/::1 only (port-forward or tunnel a remote stack)")
 
 
+def _loopback_url(value: str | None, what: str) -> str | None:
+    if value is not None:
+        from urllib.parse import urlsplit
+
+        _loopback_host(urlsplit(value).hostname, what)
+    return value
+
+
 def _split_address(address: str) -> tuple[str, int]:
     from urllib.parse import urlsplit
 
@@ -134,11 +142,7 @@ class ServiceConfig(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None:
-            from urllib.parse import urlsplit
-
-            _loopback_host(urlsplit(value).hostname, "url")
-        return value
+        return _loopback_url(value, "url")
 
     def endpoint(self) -> tuple[str, int]:
         """(host, port) clients connect to."""
@@ -164,11 +168,7 @@ class ExternalEnvConfig(Strict):
     @field_validator("toxiproxy_url")
     @classmethod
     def _toxiproxy_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            from urllib.parse import urlsplit
-
-            _loopback_host(urlsplit(value).hostname, "toxiproxy_url")
-        return value
+        return _loopback_url(value, "toxiproxy_url")
 
 
 class EnvironmentConfig(Strict):

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.config import Config
 from harness.env.local import LocalEnvironment
-from harness.load import LoadRun, LoadStats
+from harness.load import LoadRun, LoadStats, planned_duration_s
 from harness.measure import Objective, Verdict, judge_fault, measure_fault, verdict
 from harness.probes import HttpProbe, ProbeRunner
 from harness.results import RunRecord, new_run_id, write_run
@@ -77,7 +77,8 @@ class FaultExperiment:
                 self.progress(f"starting load: {cfg.load.users} users × {cfg.load.throughput_per_user} req/s")
                 extra = {"locustfile": Path(cfg.load.locustfile).resolve()} if cfg.load.locustfile else {}
                 load = LoadRun(self.env.app_url, run_dir / "load", cfg.load.users, cfg.load.spawn_rate,
-                               cfg.load.throughput_per_user, **extra).start()
+                               cfg.load.throughput_per_user, max_duration_s=planned_duration_s(plan, cfg.run),
+                               **extra).start()
                 stack.callback(self._stop_load, load)
             runner = stack.enter_context(ProbeRunner(probes_for(cfg, self.env), timeline, cfg.run.probe_interval))
             timeline.event("run.baseline", scenario)

@@ -163,10 +163,12 @@ def request_buckets(request_log: Path, bucket_ns: int) -> list[dict[str, Any]]:
             except ValueError:
                 continue
             key = t_ns - t_ns % bucket_ns
-            b = buckets.setdefault(key, {"t_ns": key, "requests": 0, "failures": 0, "latencies": []})
+            b = buckets.setdefault(key, {"t_ns": key, "requests": 0, "failures": 0, "latencies": [], "ok_ms": []})
             b["requests"] += 1
             b["failures"] += 0 if ok else 1
             b["latencies"].append(latency)
+            if ok:
+                b["ok_ms"].append(round(latency, 2))  # kept raw: windows need exact percentiles, not averages of them
     out = []
     for key in sorted(buckets):
         b = buckets.pop(key)

@@ -130,7 +130,9 @@ def _breaker_measurements(timeline: Timeline, samples: list[Sample], t_inject: i
                           and t_inject <= e.t_ns <= opened.t_ns), None)
     closed = next((e for e in changes if e.source == name and e.data.get("to") == "closed" and e.t_ns > opened.t_ns),
                   None)
-    fast = [s.latency_ns / 1e6 for s in samples if s.error and CIRCUIT_OPEN_MARK in s.error and s.t_ns >= t_inject]
+    # Only calls *sent* while it was open: one sent before the breaker opened waited on the fault
+    # itself (a partition's timeout) and was rejected only on its way out.
+    fast = [s.latency_ns / 1e6 for s in samples if s.error and CIRCUIT_OPEN_MARK in s.error and s.t_ns >= opened.t_ns]
     episodes = []
     mine = [e for e in changes if e.source == name]
     for i, e in enumerate(mine):

@@ -64,3 +64,15 @@ def assert_passed(outcome) -> None:
     unmeasured = [o.name for o in outcome.objectives if o.passed is None]
     assert outcome.verdict is Verdict.PASSED, (
         f"{outcome.verdict.value}: failed {failed}, not measured {unmeasured}; report {outcome.report}")
+
+
+def outage_fault(request, env, kind: str, variant: str, allow):
+    """The fault factory of an outage scenario's variant: "kill" the `kind` service (restarted after
+    the hold) or cut it off at its proxy ("network": connections refused and cut, server untouched)."""
+    if variant == "kill":
+        return kill_fault(env, kind, allow)
+    from harness.faults import ProxyDown
+
+    env = request.getfixturevalue("proxied_env")
+    proxy = proxy_of(env, kind)
+    return lambda timeline: ProxyDown(proxy, api=env.toxiproxy_url, timeline=timeline, allow=allow)

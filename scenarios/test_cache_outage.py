@@ -9,24 +9,14 @@ Either way /health must come back to 200 by itself.
 """
 
 import pytest
-from conftest import assert_passed, kill_fault, proxy_of, selected_variant
-
-from harness.faults import ProxyDown
+from conftest import assert_passed, outage_fault, selected_variant
 
 
 @pytest.mark.cache_outage
 @pytest.mark.parametrize("variant", ["network", "kill"])
 def test_cache_outage(variant, request, chaos_env, chaos_config, chaos_experiment):
     selected_variant(chaos_config, "cache_outage", variant, default=("network", "kill"))
-    allow = chaos_env.allow_list()
-    if variant == "kill":
-        fault = kill_fault(chaos_env, "redis", allow)
-        what = "Redis killed (SIGKILL) and restarted empty after the hold"
-    else:
-        env = request.getfixturevalue("proxied_env")
-        proxy = proxy_of(env, "redis")
-
-        def fault(timeline):
-            return ProxyDown(proxy, api=env.toxiproxy_url, timeline=timeline, allow=allow)
-        what = "Redis unreachable: its proxy disabled (connections cut and refused)"
+    fault = outage_fault(request, chaos_env, "redis", variant, chaos_env.allow_list())
+    what = {"kill": "Redis killed (SIGKILL) and restarted empty after the hold",
+            "network": "Redis unreachable: its proxy disabled (connections cut and refused)"}[variant]
     assert_passed(chaos_experiment.run("cache_outage", fault, what))

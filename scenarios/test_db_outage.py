@@ -9,9 +9,7 @@ stays one run, both on an external stack):
 """
 
 import pytest
-from conftest import assert_passed, kill_fault, proxy_of, selected_variant
-
-from harness.faults import ProxyDown
+from conftest import assert_passed, outage_fault, selected_variant
 
 
 @pytest.mark.db_outage
@@ -20,15 +18,7 @@ def test_db_outage(variant, request, chaos_env, chaos_config, chaos_experiment):
     # On your own stack, try both: kill needs a container, network a proxy; each skips without.
     external = chaos_config.environment.kind == "external"
     selected_variant(chaos_config, "db_outage", variant, default=("kill", "network") if external else None)
-    allow = chaos_env.allow_list()
-    if variant == "kill":
-        fault = kill_fault(chaos_env, "postgres", allow)
-        what = "PostgreSQL killed (SIGKILL of the whole server) and restarted after the hold"
-    else:
-        env = request.getfixturevalue("proxied_env")
-        proxy = proxy_of(env, "postgres")
-
-        def fault(timeline):
-            return ProxyDown(proxy, api=env.toxiproxy_url, timeline=timeline, allow=allow)
-        what = "PostgreSQL unreachable: its proxy disabled (connections refused and cut)"
+    fault = outage_fault(request, chaos_env, "postgres", variant, chaos_env.allow_list())
+    what = {"kill": "PostgreSQL killed (SIGKILL of the whole server) and restarted after the hold",
+            "network": "PostgreSQL unreachable: its proxy disabled (connections refused and cut)"}[variant]
     assert_passed(chaos_experiment.run("db_outage", fault, what))

@@ -211,6 +211,8 @@ def test_breaker_and_recovery_measurements() -> None:
     tl.event("breaker.state", "postgres", t_ns=11 * DELTA + 60 * MS, **{"from": "open", "to": "closed"})
     for i in range(6, 10):  # rejected while OPEN, answered fast
         tl.add_sample(Sample(i * DELTA + MS, "p", False, 2 * MS, "HTTP 503 (circuit open)", False))
+    # sent before the breaker opened, stuck on the fault for 1 s, rejected on its way out: not fail-fast
+    tl.add_sample(Sample(4 * DELTA + 50 * MS, "p", False, 1000 * MS, "HTTP 503 (circuit open)", False))
     m = measure_fault(tl, streak=3)
     assert m.breaker.breaker == "postgres"
     assert m.breaker.time_to_open_s == pytest.approx(0.1)
