@@ -4,10 +4,18 @@ Speed is a feature here (an app wraps every database call), so the design is a s
 pattern at the level of bound methods: on every transition the breaker rebinds
 ``self.call`` / ``self.acall`` to the cheapest function valid for the new state::
 
-    CLOSED, no timing needed   _closed_plain   call fn; on success one int add, one compare
-    CLOSED, time window/slow   _closed_timed   + two monotonic_ns() reads
-    OPEN                       _open_reject    one clock read, raise CircuitOpenError
-    anything else              _guarded        lock, admission, full bookkeeping, events
+    CLOSED, no timing needed   _closed_plain     call fn; on success one int add, one compare
+    CLOSED, failure listener   _closed_started   + a start time (for CallFailed.duration_ns)
+    CLOSED, time window        _closed_bucketed  + one end-time compare with the bucket end; a
+                                                 start time only with slow calls ≥ 1 s or a
+                                                 failure listener (a call inside one 1-s bucket
+                                                 cannot have lasted ≥ 1 s)
+    CLOSED, other slow calls   _closed_timed     + start, end; end < bucket end, end - start < slow
+    OPEN                       _open_reject      one clock read, raise CircuitOpenError
+    anything else              _guarded          lock, admission, full bookkeeping, events
+
+The bucket end is a closure constant: a call that ends after it takes the locked path,
+which rolls the window and rebuilds the closures (at most once per bucket).
 
 Failures, slow calls, window rolls and transitions always go through the locked slow path,
 so the hot path holds no lock: under the GIL a success count may at worst lose an
@@ -130,7 +138,7 @@ class CircuitBreaker:
         self._ignore_types = cfg.ignore_exceptions
         self._window = (TimeWindow(cfg.sliding_window_size) if cfg.sliding_window_type == "time"
                         else CountWindow(cfg.sliding_window_size))
-        self._timed = cfg.sliding_window_type == "time" or slow is not None
+        self._fast_bucket_end = NEVER  # the bucket end the current closures were built with
 
         # state
         self._state = CLOSED
@@ -244,6 +252,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state is CLOSED:
                 self._reset_closed()
+                self._refresh_fast()
             else:
                 self._transition(CLOSED, self._now(), "reset")
 
@@ -266,6 +275,7 @@ class CircuitBreaker:
         with self._lock:
             now = self._now()
             w_calls, w_fail, w_slow = self._window.counts(now)
+            self._refresh_fast()
             recorded = self._window.recorded() + self._ho_recorded
             return BreakerMetrics(
                 name=self.name,
@@ -323,8 +333,83 @@ class CircuitBreaker:
 
         return call, acall
 
+    def _make_closed_started(self):
+        """Count window, no slow calls, a failure listener: time failures, not successes."""
+        now, w, min_calls = self._now, self._window, self._min_calls
+        on_exception, check_rates = self._on_exception, self._check_rates
+
+        def call(fn, /, *args, **kwargs):
+            start = now()
+            try:
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
+            except BaseException as exc:
+                on_exception(None, exc, start, now())
+                raise
+            w.n = n = w.n + 1
+            if n == min_calls:
+                check_rates(now())
+            return result
+
+        async def acall(fn, /, *args, **kwargs):
+            start = now()
+            try:
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except BaseException as exc:
+                on_exception(None, exc, start, now())
+                raise
+            w.n = n = w.n + 1
+            if n == min_calls:
+                check_rates(now())
+            return result
+
+        return call, acall
+
+    def _make_closed_bucketed(self, with_start: bool):
+        """Time window, slow threshold ≥ the bucket (or none): ``end < bucket_end`` is the whole test.
+
+        A call that started in the current bucket and ends before its end lasted less than one
+        bucket, so less than the slow threshold. The closures are rebuilt after every roll, so the
+        bucket began before they were built, hence before the call started.
+        """
+        now, w, min_calls, bucket_end = self._now, self._window, self._min_calls, self._window.bucket_end
+        on_exception, on_success, check_rates = self._on_exception, self._on_success, self._check_rates
+
+        def call(fn, /, *args, **kwargs):
+            start = now() if with_start else 0
+            try:
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
+            except BaseException as exc:
+                on_exception(None, exc, start, now())
+                raise
+            if (end := now()) < bucket_end:
+                w.n = n = w.n + 1
+                if n == min_calls:
+                    check_rates(end)
+                return result
+            on_success(None, start, end)  # slow call or window roll: the locked path
+            return result
+
+        async def acall(fn, /, *args, **kwargs):
+            start = now() if with_start else 0
+            try:
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except BaseException as exc:
+                on_exception(None, exc, start, now())
+                raise
+            if (end := now()) < bucket_end:
+                w.n = n = w.n + 1
+                if n == min_calls:
+                    check_rates(end)
+                return result
+            on_success(None, start, end)
+            return result
+
+        return call, acall
+
     def _make_closed_timed(self):
+        """Slow-call detection below one bucket (or with a count window): time every call."""
         now, w, min_calls, slow_ns = self._now, self._window, self._min_calls, self._slow_ns
+        bucket_end = w.bucket_end
         on_exception, on_success, check_rates = self._on_exception, self._on_success, self._check_rates
 
         def call(fn, /, *args, **kwargs):
@@ -334,8 +419,7 @@ class CircuitBreaker:
             except BaseException as exc:
                 on_exception(None, exc, start, now())
                 raise
-            end = now()
-            if end - start < slow_ns and end < w.bucket_end:
+            if (end := now()) < bucket_end and end - start < slow_ns:
                 w.n = n = w.n + 1
                 if n == min_calls:
                     check_rates(end)
@@ -350,8 +434,7 @@ class CircuitBreaker:
             except BaseException as exc:
                 on_exception(None, exc, start, now())
                 raise
-            end = now()
-            if end - start < slow_ns and end < w.bucket_end:
+            if (end := now()) < bucket_end and end - start < slow_ns:
                 w.n = n = w.n + 1
                 if n == min_calls:
                     check_rates(end)
@@ -420,13 +503,31 @@ class CircuitBreaker:
         # Only on_success needs every call on the locked path: failures and slow calls already
         # take it (_on_exception / _on_success emit there). A failure listener wants durations,
         # so it gets the timed fast path.
+        self._fast_bucket_end = self._window.bucket_end
         if st is CLOSED and not self._hooks.get("on_success"):
-            timed = self._timed or bool(self._hooks.get("on_failure"))
-            self.call, self.acall = self._make_closed_timed() if timed else self._make_closed_plain()
+            self.call, self.acall = self._make_closed()
         elif st is OPEN:
             self.call, self.acall = self._make_open_reject()
         else:
             self.call, self.acall = self._guarded, self._aguarded
+
+    def _make_closed(self):
+        """The cheapest CLOSED fast path for this window, slow threshold and set of listeners."""
+        slow = self._slow_ns != NEVER
+        timed_failures = bool(self._hooks.get("on_failure"))
+        w = self._window
+        if isinstance(w, TimeWindow):
+            if not slow or self._slow_ns >= w.bucket_ns:
+                return self._make_closed_bucketed(with_start=slow or timed_failures)
+            return self._make_closed_timed()
+        if slow:
+            return self._make_closed_timed()
+        return self._make_closed_started() if timed_failures else self._make_closed_plain()
+
+    def _refresh_fast(self) -> None:
+        """After the locked path rolled (or reset) the window: rebuild closures for the new bucket end."""
+        if self._state is CLOSED and self._window.bucket_end != self._fast_bucket_end:
+            self._select_paths()
 
     # ------------------------------------------------------------------ slow paths
     def _acquire(self) -> int:
@@ -502,6 +603,7 @@ class CircuitBreaker:
                 self._ho_failed += 1
                 self._ho_slow += slow
                 self._decide_half_open(end or self._now())
+            self._refresh_fast()
         if self._hooks:
             if "on_failure" in self._hooks:
                 self._emit("on_failure", CallFailed(self.name, end, end - start if start else 0, exc))
@@ -523,6 +625,7 @@ class CircuitBreaker:
                 self._ho_done += 1
                 self._ho_slow += slow
                 self._decide_half_open(end)
+            self._refresh_fast()
         if self._hooks:
             if "on_success" in self._hooks:
                 self._emit("on_success", CallSucceeded(self.name, end, end - start if start else 0))
@@ -551,6 +654,7 @@ class CircuitBreaker:
                         self._transition(OPEN, now, f"failure rate {100 * fails / calls:.1f}% >= {self._fr}%")
                     elif self._sr is not None and slow * 100 >= self._sr * calls:
                         self._transition(OPEN, now, f"slow call rate {100 * slow / calls:.1f}% >= {self._sr}%")
+                self._refresh_fast()
 
     def _decide_half_open(self, now: int) -> None:
         permits = self._ho_permits

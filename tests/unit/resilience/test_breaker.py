@@ -638,3 +638,25 @@ def test_success_listener_still_moves_closed_calls_to_the_guarded_path(clock):
     assert rec.events == [("success", 0)]
     b.remove_listener(rec)
     assert _on_fast_path(b)
+
+
+def test_time_window_fast_path_tells_slow_calls_from_bucket_crossings(clock):
+    b = CircuitBreaker("tw", clock=clock, failure_threshold=None, slow_call_rate_threshold=90,
+                       slow_call_duration_threshold=1.0, sliding_window_type="time", sliding_window_size=10,
+                       minimum_calls=100)
+
+    def takes(seconds):
+        def fn():
+            clock.advance(seconds)
+            return "ok"
+        return fn
+
+    b.call(ok)  # first call rolls the fresh window: closures now hold this bucket's end
+    assert "_make_closed_bucketed" in b.call.__qualname__ and b._fast_bucket_end == b._window.bucket_end
+    clock.advance((b._window.bucket_end - clock.monotonic_ns()) / 1e9 - 0.3)
+    b.call(takes(0.9))  # crosses into the next bucket but lasted 0.9 s: not slow
+    assert b._fast_bucket_end == b._window.bucket_end, "rebuilt for the new bucket"
+    b.call(takes(1.5))  # slow
+    b.call(ok)
+    m = b.metrics()
+    assert (m.window_calls, m.window_slow_calls, m.slow_calls) == (4, 1, 1)

@@ -187,7 +187,8 @@ configs = st.fixed_dictionaries({
     "half_open_permitted_calls": st.integers(1, 3),
     "wait_in_open": st.sampled_from([1, 5]),
     "wait_in_open_backoff": st.sampled_from([None, None, linear, doubling]),
-    "slow_call_duration_threshold": st.sampled_from([None, None, SLOW_NS / NS]),
+    # 2 s: at least a time bucket (the end-of-bucket test proves "not slow"); 0.5 s: below one
+    "slow_call_duration_threshold": st.sampled_from([None, None, SLOW_NS / NS, 0.5]),
 }).filter(lambda c: c["failure_threshold"] or c["failure_rate_threshold"] or c["slow_call_rate_threshold"]
           ).filter(lambda c: c["slow_call_rate_threshold"] is None or c["slow_call_duration_threshold"])
 
@@ -200,7 +201,8 @@ class BreakerMachine(RuleBasedStateMachine):
         self.breaker = CircuitBreaker(
             "m", clock=self.clock, ignore_exceptions=(Skip,),
             listeners=[] if listen == "none" else [self.checker], **cfg)
-        self.slow_ns = SLOW_NS if cfg["slow_call_duration_threshold"] else None
+        slow = cfg["slow_call_duration_threshold"]
+        self.slow_ns = None if slow is None else round(slow * NS)
         self.model = Model(
             ft=cfg["failure_threshold"], fr=cfg["failure_rate_threshold"], sr=cfg["slow_call_rate_threshold"],
             kind=cfg["sliding_window_type"], size=cfg["sliding_window_size"], min_calls=cfg["minimum_calls"],
@@ -281,10 +283,12 @@ class BreakerMachine(RuleBasedStateMachine):
         listen = type(self.checker).__name__ if self.breaker.listeners else "none"
         if listen == "EveryHook":
             expected = "_guarded"
-        elif self.slow_ns is None and self.model.kind == "count" and listen != "FailuresOnly":
-            expected = "_make_closed_plain"
-        else:
+        elif self.model.kind == "time":
+            expected = "_make_closed_bucketed" if (self.slow_ns or NS) >= NS else "_make_closed_timed"
+        elif self.slow_ns is not None:
             expected = "_make_closed_timed"
+        else:
+            expected = "_make_closed_started" if listen == "FailuresOnly" else "_make_closed_plain"
         event(f"CLOSED path {expected}")
         assert expected in self.breaker.call.__qualname__
 
