@@ -148,10 +148,13 @@ def drill(
     push_wal: Annotated[bool | None, typer.Option("--push-wal/--no-push-wal", help="push the crashed primary's WAL before restoring")] = None,
 ) -> None:
     """Run one DR drill: backups under load, disaster, restore into a fresh environment, verify; RTO and RPO."""
+    from harness.cleanup import cleanup_all
     from harness.config import parse_config
     from harness.drill import DrillRunner, DrillStatus
 
     cfg = load_config(config)
+    for line in cleanup_all():  # what a killed earlier run left behind goes first
+        live.print(f"chaosdrill cleanup: {line}", highlight=False)
     preflight(cfg)
     overrides = {k: v for k, v in {"backup_id": backup_id, "archive_timeout": archive_timeout,
                                    "push_wal": push_wal}.items() if v is not None}

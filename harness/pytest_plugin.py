@@ -41,23 +41,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OUTCOMES_KEY] = []
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Every run starts by undoing what a killed earlier run left behind."""
-    if not any(item for item in session.config.args if "scenarios" in str(item)):
-        return
-    from harness.cleanup import cleanup_all
-
-    for line in cleanup_all():
-        session.config.get_terminal_writer().line(f"chaosdrill cleanup: {line}")
-
-
 @pytest.fixture(scope="session")
 def chaos_config(pytestconfig: pytest.Config) -> Config:
-    """The run's validated configuration, checked against the machine before anything starts."""
+    """The run's validated configuration, checked against the machine before anything starts.
+
+    The first chaosdrill fixture of a session also undoes what a killed earlier run left behind
+    (faults, environments, Locust), wherever the scenarios live."""
+    from harness.cleanup import cleanup_all
     from harness.preflight import preflight
 
     try:
         config = load_config(pytestconfig.getoption("--chaos-config"))
+        for line in cleanup_all():
+            pytestconfig.get_terminal_writer().line(f"chaosdrill cleanup: {line}")
         preflight(config)
     except HarnessError as exc:
         _stop_session(exc, pytestconfig)

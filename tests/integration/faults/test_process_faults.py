@@ -115,3 +115,36 @@ def test_cleanup_without_recipe_keeps_the_entry(redis_server, state):
     [line] = recover_leftovers(state)
     assert line.startswith("FAILED KillProcess(redis): redis was killed and has no restart recipe")
     assert Journal().ids() == ["k2"]
+
+
+def test_the_first_chaosdrill_fixture_of_any_session_undoes_leftovers(tmp_path, state) -> None:
+    """Not only `pytest scenarios/`: a suite of one's own that uses chaos_config cleans up first."""
+    import os
+    import signal
+    import sys
+    import time
+
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        fault = PauseProcess(pids=[proc.pid])
+        fault._prepare()
+        Journal().write(Entry("k3", fault.label, fault.journal_record(), owner_pid=_dead_owner_pid()))
+        os.kill(proc.pid, signal.SIGSTOP)
+        for _ in range(100):  # the signal lands asynchronously
+            if stopped(proc.pid):
+                break
+            time.sleep(0.01)
+        assert stopped(proc.pid)
+        suite = tmp_path / "my_chaos_suite"
+        suite.mkdir()
+        (suite / "test_mine.py").write_text("def test_uses_the_plugin(chaos_config):\n    assert chaos_config\n")
+        run = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-q", "-s", "-p", "no:cacheprovider"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env=os.environ | {"CHAOSDRILL_STATE_DIR": str(state)})
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "chaosdrill cleanup: undone PauseProcess" in run.stdout
+        assert not stopped(proc.pid)
+        assert Journal().ids() == []
+    finally:
+        proc.kill()
+        proc.wait()
