@@ -147,9 +147,14 @@ class ContainerFault(Fault):
             if allow is not None:
                 allow.check_container([c.name, c.id], self.label)
 
+    # How long the engine may still be acting after the harness died mid-apply (a stop waits for
+    # its SIGTERM grace period): cleanup lets a running container settle that long before judging.
+    settle_s: ClassVar[float] = 2.0
+
     def journal_record(self) -> dict[str, Any]:
         return {"type": self.record_type, "containers": [c.id for c in self.containers],
-                "names": [c.name for c in self.containers], "docker": self.docker_url}
+                "names": [c.name for c in self.containers], "docker": self.docker_url,
+                "settle_s": self.settle_s}
 
     def _apply(self) -> None:
         with docker_errors(self.label, self.docker_url):
@@ -180,6 +185,7 @@ class StopContainer(ContainerFault):
     def __init__(self, name: str | None = None, *, stop_timeout: int = 10, **kw: Any) -> None:
         super().__init__(name, **kw)
         self.stop_timeout = stop_timeout
+        self.settle_s = stop_timeout + 2.0
 
     def _act(self, container: Any) -> None:
         container.stop(timeout=self.stop_timeout)
@@ -213,6 +219,9 @@ def _undo_containers(record: dict[str, Any]) -> str:
                 except docker.errors.NotFound:
                     done.append(f"{name} gone")
                     continue
+                # killed mid-apply: a stop or kill the engine is still carrying out shows "running"
+                # until the container exits; judging it at once would leave it stopped after cleanup
+                _wait_status(container, {"exited", "dead", "paused", "created"}, float(record.get("settle_s", 2.0)))
                 done.append(f"{name} {_ensure_running(container)}")
     finally:
         client.close()

@@ -156,7 +156,11 @@ def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, kil
                 cfg["containers"] = {k: c.name for k, c in zip(kinds, containers, strict=True) if rng.random() < 0.5}
                 zygote.stdin.write(json.dumps(cfg) + "\n")
                 zygote.stdin.flush()
+                # Children share the zygote's stdout: a killed child's last "<pid> active/cleared"
+                # may still be in the pipe. Skip those; the next line of the zygote itself is "pid N".
                 line = zygote.stdout.readline().split()
+                while line[:1] != ["pid"] and len(line) == 2 and line[0].isdigit():
+                    line = zygote.stdout.readline().split()
                 assert line[:1] == ["pid"], f"zygote said {line}"
                 child = int(line[1])
                 try:
