@@ -353,8 +353,11 @@ class DrillRunner:
         source = LocalEnvironment(cfg.environment.local, label="drill-src")
         stack.callback(source.down)
         st.source = source
+        # One stanza per source cluster: every drill's cluster is new (a new system id), and a stanza
+        # holds one system id; an older set restores through its own stanza (catalog part meta).
         br = PgBackRest(repo=st.repo, workdir=scratch / "pgbackrest", pg_data=source.postgres.data,
-                        pg_port=source.postgres.port, pg_socket_dir=source.postgres.base)
+                        pg_port=source.postgres.port, pg_socket_dir=source.postgres.base,
+                        stanza=f"drill-{source.id.rsplit('-', 1)[-1]}")
         # archiving to the repository; archive_timeout is the RPO lever (RECIPES.md §3)
         source.postgres.settings.update(br.archive_settings(archive_timeout=d.archive_timeout or None)
                                         | {"synchronous_commit": "on"})
@@ -398,6 +401,11 @@ class DrillRunner:
             if not report.ok:
                 more = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
                 raise DrillRefused(f"backup set {backup_id} failed verification: {report.problems[0]}{more}")
+            # Intact, but taken from an earlier drill's cluster: this drill judges a restore against
+            # its own source's snapshot, which that set never held; restoring it could only "fail".
+            raise DrillRefused(f"backup set {backup_id} is intact ({report.objects_checked} objects verified) but was "
+                               "taken by an earlier drill from another cluster; a drill restores and verifies the "
+                               "backups it takes itself (drill.backup_id = latest)")
 
     def _stop_load(self, st: _State) -> None:
         if st.load is not None and st.load.stats is None:

@@ -293,8 +293,9 @@ class BackupManager:
             with self._step(result, f"{part.name}.push_wal"):
                 result.pushed_wal = br.push_wal(push_wal_from)
         with self._step(result, f"{part.name}.restore"):
-            br.restore(targets.pg_data, label=part.meta["label"], target_time=target_time, target_lsn=target_lsn,
-                       immediate=recovery == "immediate")
+            br.for_stanza(part.meta.get("stanza", br.stanza)).restore(
+                targets.pg_data, label=part.meta["label"], target_time=target_time, target_lsn=target_lsn,
+                immediate=recovery == "immediate")
         cluster = LocalCluster(targets.pg_data, port=targets.pg_port, bindir=None)
         # a restored data dir starts like a crashed one: PostgreSQL first fsyncs every file;
         # syncfs flushes the file system once instead (PostgreSQL ≥ 14)

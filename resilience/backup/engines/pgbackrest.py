@@ -11,6 +11,7 @@ pgBackRest refuses S3 keys on the command line.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -198,6 +199,17 @@ class PgBackRest:
 
     def __repr__(self) -> str:
         return f"PgBackRest(stanza={self.stanza!r}, pg_data={str(self.pg_data)!r}, repo={self.repo!r})"
+
+    def for_stanza(self, stanza: str) -> PgBackRest:
+        """The same repository through another stanza: a set taken from an earlier cluster (another
+        system id) restores through the stanza it was taken in. Its own config and work dirs, so
+        this engine's config is left alone."""
+        if stanza == self.stanza:
+            return self
+        other = copy.copy(self)
+        other.stanza, other.workdir = stanza, self.workdir / f"stanza-{stanza}"
+        other.write_config()
+        return other
 
     @property
     def bundles(self) -> bool:

@@ -80,8 +80,8 @@ def test_corrupt_repository_of_a_previous_drill_is_one_line_naming_the_damage(tm
     (result,) = (tmp_path / "results").glob("*/result.json")
     used = json.loads(result.read_text())["measurements"]["backup_set"]
     set_id, label = used["id"], used["parts"]["postgres"]["label"]
-    manifest = repo / "pgbackrest" / "backup" / "drill" / label / "backup.manifest"
-    assert manifest.is_file() and (repo / "catalog.json").is_file()
+    (manifest,) = (repo / "pgbackrest" / "backup").glob(f"drill-*/{label}/backup.manifest")  # a stanza per cluster
+    assert (repo / "catalog.json").is_file()
 
     at = flip_byte(manifest)  # one byte in a catalogued pgBackRest object
     proc = drill(conf, "--backup-id", set_id, state=tmp_path / "state")
@@ -97,6 +97,11 @@ def test_corrupt_repository_of_a_previous_drill_is_one_line_naming_the_damage(tm
     assert proc.returncode == 2 and f"sets/{set_id}/redis/dump.rdb: SHA-256 mismatch" in one_error_line(proc)
     flip_byte(rdb, at)
 
+    # intact again: refused all the same, since it belongs to the first drill's cluster
+    proc = drill(conf, "--backup-id", set_id, state=tmp_path / "state")
+    assert proc.returncode == 2 and "is intact" in one_error_line(proc) and "another cluster" in proc.stderr
+    assert STARTED not in proc.stdout + proc.stderr
+
     catalog = repo / "catalog.json"
     text = catalog.read_text()
     catalog.write_text(text.replace(set_id, set_id[:-2] + ("0" if set_id[-2] != "0" else "1") + set_id[-1], 1))
@@ -105,6 +110,22 @@ def test_corrupt_repository_of_a_previous_drill_is_one_line_naming_the_damage(tm
     assert "catalog.json: checksum mismatch, the catalog was modified or damaged" in one_error_line(proc)
     assert STARTED not in proc.stdout + proc.stderr
     assert not list((tmp_path / "state").glob("envs/*.json"))
+    catalog.write_text(text)
+
+
+def test_a_repository_serves_drill_after_drill(tmp_path, scratch_dir):
+    """Each drill's cluster is new (another system id): it gets a stanza of its own in the same repository."""
+    repo = scratch_dir / "repo"
+    conf = write_config(tmp_path, f'[drill.repository]\nkind = "local"\npath = "{repo}"\n')
+    for _ in range(2):
+        proc = drill(conf, state=tmp_path / "state")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = sorted((tmp_path / "results").glob("*/result.json"))
+    used = [json.loads(r.read_text())["measurements"]["backup_set"]["id"] for r in results]
+    assert len(set(used)) == 2
+    assert len(list((repo / "pgbackrest" / "backup").glob("drill-*"))) == 2
+    catalog = json.loads((repo / "catalog.json").read_text())
+    assert all(u in json.dumps(catalog) for u in used)
 
 
 def test_s3_endpoint_unreachable_is_one_line(tmp_path):
