@@ -151,3 +151,19 @@ def test_s3_wrong_credentials_against_a_real_moto_server(s3_endpoint, tmp_path, 
     assert proc.returncode == 2, proc.stderr
     assert "credentials refused" in one_error_line(proc)
     assert STARTED not in proc.stdout + proc.stderr
+
+
+def test_a_drill_over_s3_restores_and_passes(s3_endpoint, tmp_path):
+    """The success path over a real S3 HTTP server (moto, stunnel in front for pgBackRest's TLS)."""
+    s3_endpoint.repo("drill-ok").init()
+    conf = write_config(tmp_path, f'[drill.repository]\nkind = "s3"\nendpoint_url = "{s3_endpoint.http_url}"\n'
+                                  'bucket = "drill-ok"\naccess_key = "test"\nsecret_key = "test"\n'
+                                  f'pgbackrest_port = {s3_endpoint.tls_port}\nca_file = "{s3_endpoint.cert}"\n')
+    proc = drill(conf, state=tmp_path / "state")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = (tmp_path / "results").glob("*/result.json")
+    data = json.loads(result.read_text())
+    assert data["verdict"] == "passed"
+    assert "s3" in json.dumps(data["environment"]["repository"])
+    objects = s3_endpoint.repo("drill-ok").list("")
+    assert any("catalog.json" in key for key in objects) and any("pgbackrest/" in key for key in objects)
