@@ -253,6 +253,8 @@ def known_allow_list():
 
     found = None
     for env in list(_ACTIVE.values()):
+        if not (envs_dir() / f"{env.id}.json").exists():
+            continue  # torn down from its record by another process (`chaosdrill env down`, cleanup)
         found = env.allow_list() if found is None else found | env.allow_list()
     for record in load_state():
         if record.get("id") in _ACTIVE:
@@ -302,6 +304,9 @@ def teardown_recorded(record: dict[str, Any]) -> str:
         pids += _kill(strays(base, set(_recorded_ports(record))))
         shutil.rmtree(base, ignore_errors=True)
     (envs_dir() / f"{record['id']}.json").unlink(missing_ok=True)
+    stale = _ACTIVE.pop(record["id"], None)  # torn down under this process's feet: no longer ours to allow
+    if stale is not None:
+        stale._up = stale._recording = False
     return f"environment {record['id']}: stopped {len(pids)} process(es), removed {base}"
 
 

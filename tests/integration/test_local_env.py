@@ -246,3 +246,15 @@ def test_strays_are_processes_that_name_the_dir_or_run_detached_in_it(tmp_path) 
         for proc in (named, inside, elsewhere):
             proc.kill()
             proc.wait()
+
+
+def test_an_environment_torn_down_from_its_record_no_longer_widens_the_default_allow_list() -> None:
+    from harness.env.local import known_allow_list
+
+    env = LocalEnvironment(LocalEnvConfig(proxy=False)).up()
+    port = env.postgres.port
+    assert known_allow_list().has_endpoint("127.0.0.1", port)
+    (record,) = load_state(env.id)
+    teardown_recorded(record)
+    allow = known_allow_list()
+    assert allow is None or not allow.has_endpoint("127.0.0.1", port)
