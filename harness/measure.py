@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from harness.config import Targets
-from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Event, Sample, Timeline
+from harness.timeline import FAULT_ACTIVE, FAULT_APPLY_START, FAULT_CLEARED, Event, Sample, Timeline
 
 WINDOWS = ("before", "during", "after")
 LOAD_SNAPSHOT = "load.snapshot"
@@ -236,7 +236,7 @@ def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
       was answered. MTTR = t_recovered − t_detect; time to recover = t_recovered − t_inject;
       recovery after clear = t_recovered − t_clear (`fault.cleared`, held faults only).
     - Recovering later than `deadline_s` after t_inject counts as never recovered: MTTR None.
-    - Windows split at t_inject and at the send time of that first good sample: "before",
+    - Windows split at `fault.apply_start` (else t_inject) and at the send time of that first good sample: "before",
       "during", "after" (absent when never recovered); each has probe availability and
       latency percentiles, and the load requests started in it (see WindowStats, LoadWindow).
     - No `fault.active` at all: only a "before" window over the whole run.
@@ -264,7 +264,11 @@ def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
     def secs(a: int | None, b: int | None) -> float | None:
         return None if a is None or b is None else (b - a) / 1e9
 
-    bounds = {"before": (None, t_inject), "during": (t_inject, split),
+    # The baseline ends when the fault starts being applied: a probe sent while PostgreSQL is being
+    # killed is not steady state (it is not detection either: that counts from t_inject).
+    applying = timeline.first(FAULT_APPLY_START, source=active.source)
+    t_start = applying.t_ns if applying is not None and applying.t_ns <= t_inject else t_inject
+    bounds = {"before": (None, t_start), "during": (t_start, split),
               "after": (split, None) if split is not None else (None, None)}
     windows = {name: _window_stats(samples, *b) for name, b in bounds.items()
                if not (name == "after" and t_recovered is None)}

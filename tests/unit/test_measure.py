@@ -13,7 +13,7 @@ from harness.measure import (
     percentile,
     verdict,
 )
-from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Sample, Timeline
+from harness.timeline import FAULT_ACTIVE, FAULT_APPLY_START, FAULT_CLEARED, Sample, Timeline
 
 MS = 1_000_000
 DELTA = 100 * MS
@@ -46,6 +46,15 @@ def test_ttd_mttr_and_recovery_times_are_exact() -> None:
     assert m.time_to_recover_s == pytest.approx(0.555)
     assert m.recovery_after_clear_s == pytest.approx(0.085)
     assert m.recovered
+
+
+def test_samples_sent_while_the_fault_is_applied_are_not_baseline() -> None:
+    tl = make_timeline("....x.xxxx....", inject_at=5 * DELTA + 50 * MS)
+    tl.event(FAULT_APPLY_START, "f", t_ns=4 * DELTA - 10 * MS)  # the kill took 160 ms to apply
+    m = measure_fault(tl, streak=3)
+    assert m.windows["before"].samples == 4 and m.windows["before"].availability == 1.0
+    assert m.windows["during"].samples == 6  # 4..9: the apply, then the outage
+    assert m.t_detect_ns == 6 * DELTA  # detection still counts from fault.active
 
 
 def test_a_good_run_shorter_than_the_streak_does_not_count_as_recovery() -> None:
