@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--bundle", choices=("auto", "on", "off"), default="auto", help="auto = off on a local repo")
     ap.add_argument("--recovery", choices=("end", "immediate"), default="end")
     ap.add_argument("--log-level-file", default="info")
+    ap.add_argument("--compress-type", choices=("auto", "lz4", "none", "zst", "gz"), default="auto",
+                    help="pgBackRest repository compression (auto = the engine's choice: none on a local repo)")
     ap.add_argument("--no-write", action="store_true", help="print the table only (for trying settings)")
     args = ap.parse_args()
 
@@ -106,7 +108,8 @@ def main() -> None:
         br = PgBackRest(repo=repo, workdir=base / "pgbr", pg_data=pg.data, pg_port=pg.port, pg_socket_dir=pg.base,
                         process_max=2, restore_process_max=args.restore_process_max,
                         bundle={"auto": None, "on": True, "off": False}[args.bundle],
-                        log_level_file=args.log_level_file)
+                        log_level_file=args.log_level_file,
+                        compress_type=None if args.compress_type == "auto" else args.compress_type)
         pg.settings = br.archive_settings() | {"max_wal_size": "'2GB'"}
         pg.init()
         pg.start()
@@ -187,7 +190,8 @@ def main() -> None:
         stored = {"pgbackrest": s.part("postgres").meta["repo_size"], "pg_dump": dump_file.stat().st_size,
                   "raw_copy": dir_size(copy)}
         backup_s = {"pgbackrest": t_bk, "pg_dump": t_dump, "raw_copy": t_copy}
-        labels = {"pgbackrest": f"pgBackRest (restore process-max {args.restore_process_max}, recovery {args.recovery})",
+        labels = {"pgbackrest": f"pgBackRest (compress {br.compression}, restore process-max {args.restore_process_max}, "
+                                f"recovery {args.recovery})",
                   "pg_dump": f"pg_dump+pg_restore -j{args.jobs}",
                   "raw_copy": "raw copy (cp -a + sync, no pg_wal)"}
         rows = []
@@ -202,6 +206,7 @@ def main() -> None:
         extra = {"scale": args.scale, "db_bytes": db_bytes, "pg_wal_bytes_excluded": wal_bytes, "repeat": args.repeat,
                  "settings": {"restore_process_max": args.restore_process_max, "bundle": br.bundles,
                               "recovery": args.recovery, "log_level_file": args.log_level_file,
+                              "compress_type": br.compression,
                               "recovery_init_sync_method": "syncfs"},
                  "warmup_s": warmup, "runs": runs, "speedup_vs_pg_restore": speedup, "ratio_vs_raw_copy": vs_raw,
                  "goal_met": all(met.values()), "goals": met, "median_restore_to_verified_s": med}

@@ -27,3 +27,15 @@ def test_s3_repository_is_bundled_and_explicit_choices_win(tmp_path):
     assert "repo1-bundle=y\n" in text and "log-level-file=detail\n" in text and br.restore_process_max == 3
     assert PgBackRest(repo=LocalRepository(tmp_path / "r"), workdir=tmp_path / "w", pg_data=tmp_path / "d",
                       pg_port=1, process_max=1).restore_process_max == 3
+
+
+def test_compression_by_repository_kind_and_an_explicit_choice_wins(tmp_path):
+    local = LocalRepository(tmp_path / "repo")
+    br, text = conf(tmp_path, local)
+    assert br.compression == "none" and "compress-type=none\n" in text  # restore copies, no decompression
+    s3 = S3Repository(endpoint_url="http://127.0.0.1:9", bucket="b-b", access_key="a", secret_key="s",
+                      pgbackrest=PgBackRestS3(port=9))
+    br, text = conf(tmp_path, s3)
+    assert br.compression == "lz4" and "compress-type=lz4\n" in text  # fewer bytes over the network
+    br, text = conf(tmp_path, local, compress_type="zst")
+    assert "compress-type=zst\n" in text
