@@ -215,18 +215,7 @@ def main() -> None:
                  f"the same bytes (data dir without pg_wal); goals: {goal_text}")
         columns = ["method", "backup s", "stored MB", "restore→verified s", "range s", "× faster than pg_restore",
                    "÷ raw copy"]
-        if args.no_write:
-            from rich.console import Console
-            from rich.table import Table
-
-            table = Table(title="[not written] " + title)
-            for c in columns:
-                table.add_column(c)
-            for row in rows:
-                table.add_row(*map(str, row))
-            Console().print(table)
-        else:
-            publish("backup", title, columns, rows, extra)
+        publish("backup", title, columns, rows, extra, write=not args.no_write)
         print(f"goal: ≥ 3× faster than pg_restore -j{args.jobs}: {speedup:.1f}× "
               f"{'MET' if speedup >= 3 else 'MISSED'}; ≤ 1.5× raw copy: {vs_raw:.2f}× "
               f"{'MET' if vs_raw <= 1.5 else 'MISSED'}")

@@ -151,18 +151,7 @@ def main() -> None:
                "rows lost max", f"goal ≤ {GOAL_RPO_S:g} s"]
     extra = {"drills_per_config": n, "seed": args.seed, "wall_s": time.monotonic() - t_start,
              "summary": summary, "runs": runs}
-    if args.quick:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="[quick, not written] " + title)
-        for c in columns:
-            table.add_column(c)
-        for row in rows:
-            table.add_row(*map(str, row))
-        Console().print(table)
-    else:
-        publish("rpo", title, columns, rows, extra)
+    publish("rpo", title, columns, rows, extra, write=not args.quick)
     print(f"{3 * n} drills in {time.monotonic() - t_start:.0f} s")
 
 
