@@ -94,7 +94,7 @@ def test_unreachable_engine_is_one_clear_line(tmp_path):
 
 def test_remote_engine_is_refused():
     with pytest.raises(FaultRefused, match="not a loopback address"), \
-            KillContainer("x", docker_url="tcp://10.1.2.3:2375"):
+            KillContainer("x", docker_url="tcp://203.0.113.3:2375"):
         pass
 
 

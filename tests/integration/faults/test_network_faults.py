@@ -117,13 +117,13 @@ def test_unknown_proxy_lists_the_known(proxied, toxiproxy):
 
 
 def test_non_loopback_api_and_upstream_are_refused(toxiproxy):
-    with pytest.raises(FaultRefused, match=r"Toxiproxy API http://10.9.8.7:8474: '10.9.8.7' is not a loopback"), \
-            ProxyDown("x", api="http://10.9.8.7:8474"):
+    with pytest.raises(FaultRefused, match=r"Toxiproxy API http://203.0.113.7:8474: '203.0.113.7' is not a loopback"), \
+            ProxyDown("x", api="http://203.0.113.7:8474"):
         pass
     client = ToxiproxyClient(toxiproxy.url)
-    client.create_proxy("remote", upstream="10.9.8.7:5432")
+    client.create_proxy("remote", upstream="203.0.113.7:5432")
     try:
-        with pytest.raises(FaultRefused, match=r"upstream: '10.9.8.7' is not a loopback"), \
+        with pytest.raises(FaultRefused, match=r"upstream: '203.0.113.7' is not a loopback"), \
                 ProxyDown("remote", api=toxiproxy.url):
             pass
         assert client.get_proxy("remote").enabled

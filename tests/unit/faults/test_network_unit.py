@@ -104,8 +104,8 @@ def test_unknown_proxy_is_refused_with_the_known_names(api):
 
 
 def test_non_loopback_upstream_is_refused(api):
-    api.proxies["pg"]["upstream"] = "192.168.1.20:5432"
-    with pytest.raises(FaultRefused, match="upstream: '192.168.1.20' is not a loopback address"), \
+    api.proxies["pg"]["upstream"] = "198.51.100.20:5432"
+    with pytest.raises(FaultRefused, match="upstream: '198.51.100.20' is not a loopback address"), \
             LatencyToxic("pg", latency=1, api=api.client):
         pass
     assert api.proxies["pg"]["toxics"] == []

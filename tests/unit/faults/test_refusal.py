@@ -19,7 +19,7 @@ def test_loopback_hosts(host):
     assert is_loopback(host)
 
 
-@pytest.mark.parametrize("host", ["10.0.0.5", "192.168.1.1", "172.17.0.2", "8.8.8.8", "0.0.0.0", "no.such.host.invalid"])
+@pytest.mark.parametrize("host", ["192.0.2.5", "198.51.100.1", "203.0.113.2", "0.0.0.0", "no.such.host.invalid"])
 def test_non_loopback_refused(host):
     with pytest.raises(FaultRefused, match=rf"X: '{host}' is not a loopback address") as info:
         require_loopback(host, "X")
@@ -33,7 +33,7 @@ def test_endpoint_allow_list_names_the_allowed():
     with pytest.raises(FaultRefused, match=r"127.0.0.1:9999 is not in the environment \(allowed: 127.0.0.1:5432, localhost:6379\)"):
         allow.check_endpoint("127.0.0.1", 9999, "X")
     with pytest.raises(FaultRefused, match="not a loopback"):
-        AllowList.of(endpoints=[("10.0.0.1", 5432)]).check_endpoint("10.0.0.1", 5432, "X")
+        AllowList.of(endpoints=[("192.0.2.1", 5432)]).check_endpoint("192.0.2.1", 5432, "X")
 
 
 def test_pid_allowed_by_list_or_by_the_port_it_really_listens_on():
