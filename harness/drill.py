@@ -497,15 +497,19 @@ class DrillRunner:
                 raise DrillRefused(f"restore target {target} is not empty; restores only go into new directories")
         return {"set": st.chosen.id, "verified_objects": report.objects_checked, "fresh": st.fresh.id}
 
-    def _disaster(self, st: _State, push_wal: bool, delay: float) -> dict[str, Any]:
-        tl, src = st.tl, st.source
-        self.progress("DISASTER: PostgreSQL stopped -m immediate, Redis killed")
+    def _begin_disaster(self, st: _State, message: str) -> int:
+        """The canary marks the disaster, source probes stop; returns the kill's start on the run's clock."""
+        self.progress(message)
         st.canary.disaster()
         if st.probes is not None:
             st.probes.stop()
             st.probes = None
-        t_kill = tl.now_ns()
         st.disaster_done = True
+        return st.tl.now_ns()
+
+    def _disaster(self, st: _State, push_wal: bool, delay: float) -> dict[str, Any]:
+        tl, src = st.tl, st.source
+        t_kill = self._begin_disaster(st, "DISASTER: PostgreSQL stopped -m immediate, Redis killed")
         src.postgres.stop("immediate")
         tl.event(DRILL_DISASTER, "drill", kill_started_ns=t_kill, what="pg_ctl stop -m immediate; Redis SIGKILL")
         src.redis.kill()
@@ -826,13 +830,7 @@ class FailoverRunner(DrillRunner):
                 tl.event("drill.replica", "drill", port=st.replica.port)
                 return {"replica_port": st.replica.port}
             case KillPrimary():
-                self.progress("DISASTER: primary PostgreSQL SIGKILLed")
-                st.canary.disaster()
-                if st.probes is not None:
-                    st.probes.stop()
-                    st.probes = None
-                t_kill = tl.now_ns()
-                st.disaster_done = True
+                t_kill = self._begin_disaster(st, "DISASTER: primary PostgreSQL SIGKILLed")
                 st.source.postgres.kill()
                 tl.event(DRILL_DISASTER, "drill", kill_started_ns=t_kill, what="SIGKILL of the primary")
                 tl.event(DRILL_DECLARED, "drill", detection_delay_s=0.0)
