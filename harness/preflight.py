@@ -33,10 +33,8 @@ def preflight(config: Config) -> None:
         _check_load(config)
     if config.environment.kind == "local":
         _check_local(config)
-    else:
-        from harness.env.external import ExternalEnvironment
-
-        ExternalEnvironment(config).up()  # the app answers, every named proxy exists; starts nothing
+    # an external stack is checked once, by the environment itself on entry (the app answers, every
+    # named proxy exists); its one-line error reaches the CLI through pytest_chaosdrill_error
 
 
 def _check_load(config: Config) -> None:
