@@ -245,7 +245,10 @@ class Store:
             async with asyncio.timeout(PG_DEADLINE_S * 2):
                 async with self.pool.pool.acquire() as conn:
                     result = await getattr(conn, method)(*args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        # InternalClientError ("another operation is in progress") is what a connection whose server
+        # died mid-query can raise; it is not an InterfaceError, and unmapped it made a 500.
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                TimeoutError) as exc:
             if not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.PostgresConnectionError):
                 # The server may have died: every pooled connection is suspect. Replace them all on
                 # next use instead of failing one request per stale connection after it returns.
