@@ -18,6 +18,7 @@ import psutil
 from harness.env.ports import LOOPBACK, port_in_use
 from harness.env.procs import kill_tree, wait_gone, wait_until
 from harness.errors import EnvironmentStartError
+from harness.scope import RestartRecipe
 
 
 class ChildProcess:
@@ -96,10 +97,8 @@ class ChildProcess:
         self.pid = None
         return pids
 
-    def restart_recipe(self):
+    def restart_recipe(self) -> RestartRecipe:
         """How `chaosdrill cleanup` restarts this process after a harness killed mid-fault."""
-        from harness.faults.process import RestartRecipe
-
         return RestartRecipe(tuple(self.argv()), cwd=str(self.base), port=self.port)
 
     def pause(self) -> list[int]:

@@ -22,6 +22,7 @@ import httpx
 from harness.config import Config, ServiceConfig
 from harness.env.base import Endpoint, Service
 from harness.errors import EnvironmentStartError, HarnessError
+from harness.scope import AllowList
 
 
 class ExternalEnvironment:
@@ -73,10 +74,8 @@ class ExternalEnvironment:
         spec = self.specs.get(service)
         return spec.container if spec else None
 
-    def allow_list(self):
+    def allow_list(self) -> AllowList:
         """Faults may touch the configured endpoints and containers, nothing else."""
-        from harness.faults.base import AllowList
-
         return AllowList.of(endpoints=[(e.host, e.port) for e in self.endpoints.values()],
                             containers=[s.container for s in self.specs.values() if s.container])
 

@@ -29,6 +29,7 @@ from harness.env.ports import LOOPBACK, free_port
 from harness.env.procs import kill_tree, strays, wait_gone
 from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
 from harness.errors import EnvironmentStartError
+from harness.scope import AllowList
 from harness.state import state_dir, write_json_atomic
 
 PROXIED = ("postgres", "redis", "app")
@@ -128,10 +129,8 @@ class LocalEnvironment:
     def container_for(self, service: str) -> str | None:
         return None  # local services are processes; process faults act on them
 
-    def allow_list(self):
+    def allow_list(self) -> AllowList:
         """What faults may touch: this environment's loopback endpoints and service pids."""
-        from harness.faults.base import AllowList
-
         pids = [svc.pid for svc in self.services.values() if svc.pid]
         endpoints = {*self.endpoints.values(), *self.upstreams.values()}
         return AllowList.of(endpoints=[(e.host, e.port) for e in endpoints], pids=pids)
@@ -245,12 +244,10 @@ class LocalEnvironment:
             self._record()
 
 
-def known_allow_list():
+def known_allow_list() -> AllowList | None:
     """What faults without an explicit allow-list may touch: the environments this process has up
     (their current pids) and every environment recorded in the state dir (`chaosdrill env up`, other
     runs); None when there is none."""
-    from harness.faults.base import AllowList
-
     found = None
     for env in list(_ACTIVE.values()):
         if not (envs_dir() / f"{env.id}.json").exists():

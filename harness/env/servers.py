@@ -23,6 +23,7 @@ from harness.env.child import ChildProcess
 from harness.env.ports import LOOPBACK, free_port, port_in_use, wait_for_port
 from harness.env.procs import kill_tree, wait_gone, wait_until
 from harness.errors import EnvironmentStartError
+from harness.scope import RestartRecipe
 
 PG_OS_USER = "postgres"
 
@@ -208,10 +209,8 @@ class PostgresServer:
     def version(self) -> str:
         return self._run("postgres", "--version").stdout.strip()
 
-    def restart_recipe(self):
+    def restart_recipe(self) -> RestartRecipe:
         """How `chaosdrill cleanup` restarts this server after a harness killed mid-fault."""
-        from harness.faults.process import RestartRecipe
-
         return RestartRecipe((str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "start"),
                              cwd=str(self.base), user=PG_OS_USER if os.geteuid() == 0 else None, port=self.port)
 

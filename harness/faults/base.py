@@ -25,20 +25,16 @@ A crash anywhere between `journal.write` and `journal.remove` leaves the entry, 
 from __future__ import annotations
 
 import enum
-import ipaddress
-import socket
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import psutil
 
-from harness.env.procs import listens_on
 from harness.errors import FaultRefused, RevertFailed
 from harness.faults.journal import Entry, Journal
+from harness.scope import AllowList, is_loopback, require_loopback  # noqa: F401  (their home before harness.scope)
 from harness.timeline import FAULT_ACTIVE, FAULT_APPLY_START, FAULT_CLEARED, FAULT_REVERT_START, Timeline
 
 
@@ -50,78 +46,10 @@ class FaultState(enum.Enum):
     REVERTED = "reverted"
 
 
-def is_loopback(host: str) -> bool:
-    """True when every address `host` names is loopback (127.0.0.0/8, ::1)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
-
-
-def require_loopback(host: str, what: str) -> None:
-    if not is_loopback(host):
-        raise FaultRefused(f"{what}: {host!r} is not a loopback address; faults stay on 127.0.0.0/8 and ::1")
-
-
 def protected_pids() -> set[int]:
     """Pids no fault may touch: init, this process and its ancestors (pausing those would hang us)."""
     me = psutil.Process()
     return {0, 1, me.pid, *(p.pid for p in me.parents())}
-
-
-@dataclass(frozen=True)
-class AllowList:
-    """What the configured environment lets faults touch; anything else is refused.
-
-    Endpoints match by port among loopback hosts (127.0.0.1, localhost and ::1 are one host here).
-    """
-
-    endpoints: frozenset[tuple[str, int]] = frozenset()
-    pids: frozenset[int] = frozenset()
-    containers: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, endpoints: Iterable[tuple[str, int]] = (), pids: Iterable[int] = (),
-           containers: Iterable[str] = ()) -> AllowList:
-        return cls(frozenset((h, int(p)) for h, p in endpoints), frozenset(pids), frozenset(containers))
-
-    def has_endpoint(self, host: str, port: int) -> bool:
-        return any(p == port and is_loopback(h) for h, p in self.endpoints) and is_loopback(host)
-
-    def check_endpoint(self, host: str, port: int, what: str) -> None:
-        require_loopback(host, what)
-        if not self.has_endpoint(host, port):
-            allowed = ", ".join(f"{h}:{p}" for h, p in sorted(self.endpoints)) or "none"
-            raise FaultRefused(f"{what}: {host}:{port} is not in the environment (allowed: {allowed})")
-
-    def check_pid(self, pid: int, what: str, port: int | None = None) -> None:
-        """A pid is allowed when listed, or when it (or a child) really listens on an allowed loopback
-        port: a claimed port alone is not enough, or any process could be hit by naming one."""
-        if pid in self.pids:
-            return
-        if port is not None and self.has_endpoint("127.0.0.1", port):
-            if listens_on(pid, port):
-                return
-            raise FaultRefused(f"{what}: pid {pid} does not listen on 127.0.0.1:{port}, so that port "
-                               "does not make it part of the environment")
-        allowed = ", ".join(map(str, sorted(self.pids))) or "none"
-        raise FaultRefused(f"{what}: pid {pid} is not in the environment (allowed pids: {allowed})")
-
-    def __or__(self, other: AllowList) -> AllowList:
-        return AllowList(self.endpoints | other.endpoints, self.pids | other.pids, self.containers | other.containers)
-
-    def check_container(self, names: Iterable[str], what: str) -> None:
-        names = [n.lstrip("/") for n in names if n]
-        if not any(n in self.containers or any(n.startswith(c) and len(c) >= 12 for c in self.containers)
-                   for n in names):
-            allowed = ", ".join(sorted(self.containers)) or "none"
-            raise FaultRefused(f"{what}: container {names[0] if names else '?'} is not in the environment "
-                               f"(allowed: {allowed})")
 
 
 def default_allow() -> AllowList | None:

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import psutil
@@ -25,6 +24,7 @@ import psutil
 from harness.errors import FaultError, FaultRefused
 from harness.faults.base import AllowList, Fault, check_pid_safe, require_loopback
 from harness.faults.journal import undo_action
+from harness.scope import RestartRecipe  # noqa: F401  (its home before harness.scope)
 
 LOOPBACK = "127.0.0.1"
 
@@ -45,24 +45,6 @@ class ProcessTarget(Protocol):
     def resume(self) -> Any: ...
 
     def running(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class RestartRecipe:
-    """How to start a service again from a bare shell: argv run detached in `cwd` as `user`.
-
-    `port` (loopback) tells cleanup the service is already up, and what to wait for after starting it.
-    """
-
-    argv: tuple[str, ...]
-    cwd: str | None = None
-    user: str | None = None
-    port: int | None = None
-    env: dict[str, str] | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        return {"restart": list(self.argv), "cwd": self.cwd, "user": self.user, "port": self.port,
-                "env": self.env}
 
 
 def target_name(target: object) -> str:
