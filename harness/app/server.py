@@ -377,6 +377,11 @@ def _validate_order(body: Any) -> dict[str, Any]:
     return {"customer": body["customer"], "item": body["item"], "quantity": body["quantity"], "amount": amount}
 
 
+# Typed application keys (a plain string key is aiohttp's NotAppKeyWarning): app[STORE_KEY] in tests.
+STORE_KEY = web.AppKey("store", Store)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+
+
 def create_app(settings: AppSettings) -> web.Application:
     metrics = Metrics()
     store = Store(settings, metrics)
@@ -462,8 +467,8 @@ def create_app(settings: AppSettings) -> web.Application:
 
     app = web.Application(middlewares=[count])
     app.add_routes(routes)
-    app["store"] = store
-    app["metrics"] = metrics
+    app[STORE_KEY] = store
+    app[METRICS_KEY] = metrics
 
     async def lifecycle(app: web.Application):
         await store.start()

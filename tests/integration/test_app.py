@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from harness.app.server import STORE_KEY
 from harness.env.local import LocalEnvironment
 
 ORDER = {"customer": "ada", "item": "lamp", "quantity": 2, "amount": "19.90"}
@@ -139,7 +140,7 @@ async def _wait_for(predicate, timeout: float = 30.0) -> None:
 
 
 async def test_forced_open_breaker_answers_503_with_a_finite_retry_after(app_client) -> None:
-    app_client.app["store"].pg_breaker.transition_to_forced_open()
+    app_client.app[STORE_KEY].pg_breaker.transition_to_forced_open()
     r = await app_client.post("/orders", json=ORDER)
     assert r.status == 503 and r.headers["X-Circuit"] == "open"
     assert r.headers["Retry-After"] == "30"  # capped at wait_in_open, not ceil(inf)
@@ -156,7 +157,7 @@ async def test_list_falls_back_to_the_last_cached_list_while_postgres_is_down(ap
         stale = await app_client.get("/orders", params={"limit": 5})
         assert stale.status == 200 and stale.headers["X-Served-From"] == "cache"
         assert await stale.json() == listed
-    assert app_client.app["store"].pg_breaker.state.value != "closed"
+    assert app_client.app[STORE_KEY].pg_breaker.state.value != "closed"
     never_listed = await app_client.get("/orders", params={"limit": 7})
     assert never_listed.status == 503 and never_listed.headers["X-Circuit"] == "open"
 
@@ -173,7 +174,7 @@ async def test_exhausted_recovery_reaches_the_event_log_once_per_incident(app_cl
     assert len(incidents) == 1, "repeated escalations count on one open incident"
     assert incidents[0]["source"] == "database_connection" and incidents[0]["severity"] == "critical"
     assert any(e["kind"] == "alert" for e in events)
-    manager = app_client.app["store"].recovery.incidents
+    manager = app_client.app[STORE_KEY].recovery.incidents
     (incident,) = manager.incidents.values()
     assert incident.repeats >= 2
 
@@ -182,7 +183,7 @@ async def test_metrics_expose_breaker_state_errors_and_500s(app_client, pg_serve
     assert (await app_client.get("/boom")).status == 500
     pg_server.kill()
     assert (await app_client.post("/orders", json=ORDER)).status == 503
-    app_client.app["store"].redis_breaker.transition_to_forced_open()
+    app_client.app[STORE_KEY].redis_breaker.transition_to_forced_open()
     r = await app_client.get("/metrics")
     assert r.status == 200
     assert r.headers["Content-Type"].startswith("text/plain; version=")
