@@ -3,7 +3,7 @@
 The child (crash_child.py, forked from a zygote so a kill cycle costs no Python start-up) pauses a
 real Redis, kills another one (restarted from its recipe by cleanup), adds toxics and disables a
 proxy on the embedded Toxiproxy server, partitions loopback ports with nft and with iptables (with
-rights), and pauses, stops and kills a container each (when an engine runs). After each kill we
+rights), and pauses, stops and kills a container each (no Docker engine: the test skips, saying why). After each kill we
 first check that something was left behind (so the test would notice an undo that does nothing),
 then run cleanup and check that nothing of it remains.
 """
@@ -30,6 +30,7 @@ from harness.env.servers import RedisServer
 from harness.faults import Journal, recover_leftovers
 from harness.faults.firewall import chaosdrill_nft_tables, find_tool, has_net_admin
 from harness.toxiproxy.client import ToxiproxyClient
+from harness.toxiproxy.server import ThreadedToxiproxyServer
 from tests.integration.faults.conftest import run_redis_container
 from tests.integration.faults.helpers import redis_ping
 
@@ -40,23 +41,9 @@ MAX_KILLS = 40
 
 @pytest.fixture
 def toxiproxy_url():
-    """The embedded Toxiproxy's URL, or None where that server is not in the tree (network faults left out)."""
-    try:
-        from harness.toxiproxy.server import ThreadedToxiproxyServer
-    except ImportError:
-        yield None
-        return
+    """The embedded Toxiproxy's URL (its toxics and disabled proxies are among the faults killed)."""
     with ThreadedToxiproxyServer(port=0) as server:
         yield server.url
-
-
-@pytest.fixture
-def maybe_docker(request):
-    """The Docker client when an engine can be had, else None (the rest of the test still runs)."""
-    try:
-        return request.getfixturevalue("docker_engine")
-    except pytest.skip.Exception:
-        return None
 
 
 def iptables_rules(port: int) -> list[str]:
@@ -83,7 +70,7 @@ def wait_line(proc: subprocess.Popen, want: str, timeout: float) -> bool:
 class Leftovers:
     """What of the child's faults is in effect right now, one phrase per fault."""
 
-    def __init__(self, client: ToxiproxyClient | None, redis_pid: int, proxies: list[str], containers: list,
+    def __init__(self, client: ToxiproxyClient, redis_pid: int, proxies: list[str], containers: list,
                  kill_port: int, iptables_port: int | None) -> None:
         self.client, self.redis_pid, self.proxies, self.containers = client, redis_pid, proxies, containers
         self.kill_port, self.iptables_port = kill_port, iptables_port
@@ -121,11 +108,12 @@ def killable_redis(scratch_dir):
     wait_gone(pids)
 
 
-def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, killable_redis, maybe_docker,
+def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, killable_redis, docker_engine,
                                                                toxiproxy_url, tmp_path):
     state = tmp_path / "state"
     kinds = ("pause", "stop", "kill")
-    containers = [run_redis_container(maybe_docker, f"crash-{k}") for k in kinds] if maybe_docker is not None else []
+    # No engine: the test skips, naming why (docker_engine), rather than silently leaving containers out.
+    containers = [run_redis_container(docker_engine, f"crash-{k}") for k in kinds]
     firewall = has_net_admin()
     iptables_port = free_port() if firewall and find_tool("iptables") else None
     rng = random.Random()
@@ -134,14 +122,12 @@ def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, kil
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         with contextlib.ExitStack() as stack:
-            client, proxies = None, []
-            if toxiproxy_url is not None:
-                client = stack.enter_context(ToxiproxyClient(toxiproxy_url))
-                upstream = f"127.0.0.1:{redis_server.port}"
-                proxies = [client.create_proxy(n, upstream=upstream).name for n in ("crash_toxic", "crash_down")]
+            client = stack.enter_context(ToxiproxyClient(toxiproxy_url))
+            upstream = f"127.0.0.1:{redis_server.port}"
+            proxies = [client.create_proxy(n, upstream=upstream).name for n in ("crash_toxic", "crash_down")]
             leftovers = Leftovers(client, redis_server.pid, proxies, containers, killable_redis.port, iptables_port)
             cfg = {"pause_pid": redis_server.pid, "api": toxiproxy_url,
-                   "toxic_proxy": proxies[0] if proxies else None, "down_proxy": proxies[1] if proxies else None,
+                   "toxic_proxy": proxies[0], "down_proxy": proxies[1],
                    "kill": {"argv": killable_redis.argv(), "cwd": str(killable_redis.base),
                             "port": killable_redis.port},
                    "nft_port": redis_server.port if firewall else None, "iptables_port": iptables_port,
@@ -192,8 +178,7 @@ def test_sigkill_at_random_points_leaves_nothing_after_cleanup(redis_server, kil
             undone = " ".join(line for r in report for line in r[3])
             hit = ["KillProcess(redis-kill)", "PauseProcess"]
             hit += ["nft table", "iptables rule(s)"] if iptables_port is not None else ["nft table"] if firewall else []
-            hit += ["PauseContainer", "StopContainer", "KillContainer"] if containers else []
-            hit += ["LatencyToxic", "ProxyDown"] if proxies else []
+            hit += ["PauseContainer", "StopContainer", "KillContainer", "LatencyToxic", "ProxyDown"]
             missed = [kind for kind in hit if kind not in undone]
             assert not missed, f"no crash left {missed} to undo: {report}"
             for name in proxies:

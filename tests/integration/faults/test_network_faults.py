@@ -23,9 +23,8 @@ from harness.faults.network import (
 )
 from harness.timeline import FAULT_ACTIVE, FAULT_APPLY_START, FAULT_CLEARED, FAULT_REVERT_START, Timeline
 from harness.toxiproxy.client import ToxiproxyClient
+from harness.toxiproxy.server import ThreadedToxiproxyServer
 from tests.integration.faults.helpers import redis_ping
-
-server = pytest.importorskip("harness.toxiproxy.server", reason="the embedded Toxiproxy server is not in this tree")
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +39,7 @@ def toxiproxy():
     if os.environ.get("TOXIPROXY_URL"):
         yield SimpleNamespace(url=os.environ["TOXIPROXY_URL"].rstrip("/"))
         return
-    with server.ThreadedToxiproxyServer(port=0) as embedded:
+    with ThreadedToxiproxyServer(port=0) as embedded:
         yield embedded
 
 
