@@ -26,6 +26,13 @@ RECOVERY_START = "recovery.start"
 RECOVERY_END = "recovery.end"
 ALERT = "alert"
 CIRCUIT_OPEN_MARK = "(circuit open)"
+HEALTH_PREFIX = "health."  # health-check samples: probe "health.<kind>[.<service>]" (harness/probes.py)
+# breaker_wait_in_open: a HALF_OPEN this much before the wait is "too early" (event-write jitter
+# only: both transitions are stamped on one clock); later than max(0.5 s, 10 % of the wait) is
+# "too late" (OPEN turns HALF_OPEN lazily, on the first call after the wait: under load, ms later).
+WAIT_EARLY_TOLERANCE_S = 0.01
+WAIT_LATE_TOLERANCE_S = 0.5
+WAIT_LATE_TOLERANCE_RATIO = 0.1
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -91,6 +98,7 @@ class FaultMeasurements:
     load: dict[str, LoadWindow] = field(default_factory=dict)
     breaker: BreakerMeasurements | None = None
     recovery: RecoveryMeasurements | None = None
+    health: dict[str, HealthCheckStats] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,29 +115,79 @@ class BreakerMeasurements:
     fail_fast_samples: int
     time_to_close_s: float | None  # CLOSED − t_clear
     half_open: list[dict[str, Any]] = field(default_factory=list)  # each episode: result closed/reopened
+    # failed calls (`breaker.failure`) from the fault's start (or the breaker's last state change,
+    # if later) up to its first OPEN; None when the breaker reports no failure events
+    failures_before_open: int | None = None
+    # every OPEN of this breaker: seconds in OPEN and what ended it (half_open, closed, unfinished)
+    open_episodes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class RecoveryMeasurements:
-    """Automatic recovery during the fault: rounds run, and the time from the first start to success."""
+    """Automatic recovery during the fault: rounds run, and the time from the first start to success.
+
+    `attempts` / `successes` count recovery *attempts* over the whole run: an attempt begins with a
+    `recovery.start` of a strategy that has none running and lasts, round after round, until a
+    round ends recovered or the breaker it serves closes (success), or the run ends (failure).
+    Rounds that fail while the dependency is still down are part of one attempt, not failures of
+    their own: recovery cannot succeed before the fault is gone.
+    """
 
     strategy: str
     rounds: int
     succeeded: bool
     time_s: float | None
+    attempts: int = 0
+    successes: int = 0
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.attempts if self.attempts else None
+
+
+@dataclass(frozen=True)
+class HealthCheckStats:
+    """One resilience.health check sampled by the harness during the run (probe `health.<kind>…`).
+
+    The fault window is [fault.apply_start, fault.cleared) of the measured fault (to the end of
+    the run when it never cleared). Checks sent inside it may fail or be slow on purpose: they
+    are detections, counted here but not judged. Checks sent outside it are "while the service is
+    up": their latency (a failed check's too: the time it took to fail) is judged, and any
+    failure among them fails the objective. `max_gap_s` is the largest interval between two
+    consecutive checks (send times): how often the dependency was actually looked at.
+    """
+
+    check: str
+    kind: str
+    samples: int
+    up_samples: int
+    up_failed: int
+    up_p99_ms: float | None
+    up_max_ms: float | None
+    fault_samples: int
+    fault_failed: int
+    max_gap_s: float | None
 
 
 def _breaker_measurements(timeline: Timeline, samples: list[Sample], t_inject: int,
-                          t_clear: int | None) -> BreakerMeasurements | None:
+                          t_clear: int | None, t_start: int | None = None) -> BreakerMeasurements | None:
     changes = [e for e in timeline.events if e.kind == BREAKER_STATE and e.t_ns >= t_inject]
     opened = next((e for e in changes if e.data.get("to") == "open"), None)
     if opened is None:
         return None
     name = opened.source
+    t_start = t_inject if t_start is None else min(t_start, t_inject)
     first_failure = next((e for e in timeline.events if e.kind == BREAKER_FAILURE and e.source == name
                           and t_inject <= e.t_ns <= opened.t_ns), None)
     closed = next((e for e in changes if e.source == name and e.data.get("to") == "closed" and e.t_ns > opened.t_ns),
                   None)
+    # Failed calls that tripped it: from the fault's start, or the breaker's previous state change
+    # (a HALF_OPEN that closed, say) if later, up to the OPEN.
+    since = max([t_start] + [e.t_ns for e in timeline.events if e.kind == BREAKER_STATE and e.source == name
+                             and e.t_ns < opened.t_ns])
+    failures = [e for e in timeline.events if e.kind == BREAKER_FAILURE and e.source == name
+                and since <= e.t_ns <= opened.t_ns]
+    reports_failures = any(e.kind == BREAKER_FAILURE and e.source == name for e in timeline.events)
     # Only calls *sent* while it was open: one sent before the breaker opened waited on the fault
     # itself (a partition's timeout) and was rejected only on its way out.
     fast = [s.latency_ns / 1e6 for s in samples if s.error and CIRCUIT_OPEN_MARK in s.error and s.t_ns >= opened.t_ns]
@@ -140,12 +198,23 @@ def _breaker_measurements(timeline: Timeline, samples: list[Sample], t_inject: i
             nxt = mine[i + 1] if i + 1 < len(mine) else None
             episodes.append({"t_s": timeline.rel_s(e.t_ns), "result": "reopened" if nxt and nxt.data.get("to") == "open"
                              else "closed" if nxt else "unfinished"})
+    t_end = max([timeline.events[-1].t_ns] + [s.t_ns for s in samples[-1:]])
+    open_episodes = []
+    for i, e in enumerate(mine):
+        if e.data.get("to") == "open":
+            nxt = mine[i + 1] if i + 1 < len(mine) else None
+            open_episodes.append({"t_s": timeline.rel_s(e.t_ns),
+                                  "open_s": ((nxt.t_ns if nxt else t_end) - e.t_ns) / 1e9,
+                                  "ended": str(nxt.data.get("to")) if nxt else "unfinished",
+                                  "reason": str(nxt.data.get("reason", "")) if nxt else ""})
     return BreakerMeasurements(
         breaker=name,
         time_to_open_s=(opened.t_ns - first_failure.t_ns) / 1e9 if first_failure else None,
         fail_fast_p50_ms=percentile(fast, 50), fail_fast_p99_ms=percentile(fast, 99), fail_fast_samples=len(fast),
         time_to_close_s=(closed.t_ns - t_clear) / 1e9 if closed and t_clear is not None else None,
         half_open=episodes,
+        failures_before_open=len(failures) if reports_failures else None,
+        open_episodes=open_episodes,
     )
 
 
@@ -155,8 +224,47 @@ def _recovery_measurements(timeline: Timeline, t_inject: int) -> RecoveryMeasure
         return None
     ends = [e for e in timeline.events if e.kind == RECOVERY_END and e.t_ns >= starts[0].t_ns]
     success = next((e for e in ends if e.data.get("recovered")), None)
+    attempts, successes = _recovery_attempts(timeline)
     return RecoveryMeasurements(strategy=starts[0].source, rounds=len(starts), succeeded=success is not None,
-                                time_s=(success.t_ns - starts[0].t_ns) / 1e9 if success else None)
+                                time_s=(success.t_ns - starts[0].t_ns) / 1e9 if success else None,
+                                attempts=attempts, successes=successes)
+
+
+def _recovery_attempts(timeline: Timeline) -> tuple[int, int]:
+    """(attempts, successes) over the run; see RecoveryMeasurements."""
+    running: dict[str, Event] = {}  # strategy -> the recovery.start that began its attempt
+    attempts = successes = 0
+    for e in timeline.events:
+        if e.kind == RECOVERY_START and e.source not in running:
+            running[e.source] = e
+            attempts += 1
+        elif e.kind == RECOVERY_END and e.source in running and e.data.get("recovered"):
+            del running[e.source]
+            successes += 1
+        elif e.kind == BREAKER_STATE and e.data.get("to") == "closed":
+            for strategy, start in list(running.items()):
+                if start.data.get("breaker") == e.source:  # closed by other means (a HALF_OPEN trial)
+                    del running[strategy]
+                    successes += 1
+    return attempts, successes
+
+
+def _health_stats(all_samples: list[Sample], start: int | None, end: int | None) -> dict[str, HealthCheckStats]:
+    """Per health check (samples named health.*): see HealthCheckStats. [start, end) is the fault window."""
+    out: dict[str, HealthCheckStats] = {}
+    for check in sorted({s.probe for s in all_samples if s.probe.startswith(HEALTH_PREFIX)}):
+        mine = [s for s in all_samples if s.probe == check]
+        inside = [start is not None and s.t_ns >= start and (end is None or s.t_ns < end) for s in mine]
+        in_fault = [s for s, i in zip(mine, inside, strict=True) if i]
+        up = [s for s, i in zip(mine, inside, strict=True) if not i]
+        up_ms = [s.latency_ns / 1e6 for s in up]
+        gaps = [(b.t_ns - a.t_ns) / 1e9 for a, b in zip(mine, mine[1:], strict=False)]
+        out[check] = HealthCheckStats(
+            check=check, kind=check.removeprefix(HEALTH_PREFIX).split(".")[0], samples=len(mine),
+            up_samples=len(up), up_failed=sum(1 for s in up if not s.ok), up_p99_ms=percentile(up_ms, 99),
+            up_max_ms=max(up_ms, default=None), fault_samples=len(in_fault),
+            fault_failed=sum(1 for s in in_fault if not s.ok), max_gap_s=max(gaps, default=None))
+    return out
 
 
 def _window_stats(samples: list[Sample], start: int | None, end: int | None) -> WindowStats:
@@ -244,14 +352,15 @@ def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
     if streak < 1:
         raise ValueError(f"recovery streak must be ≥ 1, got {streak}")
     all_samples = timeline.samples
-    probe = probe or (all_samples[0].probe if all_samples else "")
+    probe = probe or next((s.probe for s in all_samples if not s.probe.startswith(HEALTH_PREFIX)), "")
     samples = [s for s in all_samples if s.probe == probe]
     active = timeline.first(FAULT_ACTIVE, source=fault)
     snapshots = [e for e in timeline.events if e.kind == LOAD_SNAPSHOT]
     if active is None:
         whole = _window_stats(samples, None, None)
         return FaultMeasurements(probe, None, None, None, None, None, None, None, None, None, False, deadline_s,
-                                 windows={"before": whole}, load={"before": _load_window(snapshots, None, None)})
+                                 windows={"before": whole}, load={"before": _load_window(snapshots, None, None)},
+                                 health=_health_stats(all_samples, None, None))
     t_inject = active.t_ns
     cleared = timeline.first(FAULT_CLEARED, source=active.source, after_ns=t_inject)
     t_clear = cleared.t_ns if cleared else None
@@ -279,8 +388,9 @@ def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
         detected_by=detected_by, time_to_detect_s=secs(t_inject, t_detect), mttr_s=secs(t_detect, t_recovered),
         time_to_recover_s=secs(t_inject, t_recovered), recovery_after_clear_s=secs(t_clear, t_recovered),
         recovered=t_recovered is not None, deadline_s=deadline_s, windows=windows, load=load,
-        breaker=_breaker_measurements(timeline, samples, t_inject, t_clear),
+        breaker=_breaker_measurements(timeline, samples, t_inject, t_clear, t_start),
         recovery=_recovery_measurements(timeline, t_inject),
+        health=_health_stats(all_samples, t_start, t_clear),
     )
 
 
@@ -341,6 +451,83 @@ def judge_fault(m: FaultMeasurements, targets: Targets) -> list[Objective]:
         objectives.append(Objective.judge("automatic recovery time", targets.recovery_time, m.recovery.time_s, "s",
                                           note=f"{m.recovery.strategy}: {m.recovery.rounds} round(s)",
                                           missing_fails=True))
+    objectives += judge_breaker_and_recovery(m, targets)
+    objectives += judge_health(m, targets)
+    return objectives
+
+
+def judge_breaker_and_recovery(m: FaultMeasurements, targets: Targets) -> list[Objective]:
+    """breaker_failure_threshold, breaker_wait_in_open and recovery_success_rate, for a run in which a
+    breaker opened (a run where none opened has nothing of these to judge: they are left out).
+
+    - failed calls before opening = `breaker.failure` events of the breaker that opened first, from
+      the fault's start (or its previous state change) to its OPEN: ≤ breaker_failure_threshold.
+      Not measured when the breaker reports no failure events.
+    - wait in OPEN: each OPEN that ended in HALF_OPEN, or lasted past the wait's upper tolerance
+      without one (closed by recovery late, or still OPEN at the end), is an observed wait; each
+      must lie in [wait − WAIT_EARLY_TOLERANCE_S, wait + max(WAIT_LATE_TOLERANCE_S, 10 % of wait)]:
+      neither retried earlier than breaker_wait_in_open nor much later. Achieved is the observed
+      wait farthest from the target. An OPEN that recovery closed before the wait elapsed has no
+      wait to judge; when every OPEN did, the objective is left out (the episodes are in the
+      measurements).
+    - recovery success rate = successful attempts / attempts over the run (RecoveryMeasurements) ≥
+      recovery_success_rate; not measured when a breaker opened but no recovery attempt is on the
+      timeline.
+    """
+    b = m.breaker
+    if b is None:
+        return []
+    failures = None if b.failures_before_open is None else float(b.failures_before_open)
+    objectives = [Objective.judge("breaker failed calls before opening", float(targets.breaker_failure_threshold),
+                                  failures, "calls",
+                                  note=f"breaker {b.breaker}" + ("" if failures is not None else
+                                                                 ": no breaker.failure events"))]
+    wait = targets.breaker_wait_in_open
+    lo = max(0.0, wait - WAIT_EARLY_TOLERANCE_S)
+    hi = wait + max(WAIT_LATE_TOLERANCE_S, WAIT_LATE_TOLERANCE_RATIO * wait)
+    observed = [e["open_s"] for e in b.open_episodes if e["ended"] == "half_open" or e["open_s"] > hi]
+    if observed:
+        worst = max(observed, key=lambda d: abs(d - wait))
+        objectives.append(Objective("breaker wait in OPEN before HALF_OPEN", wait, worst, "s", "near",
+                                    all(lo <= d <= hi for d in observed),
+                                    f"{len(observed)} observed wait(s), allowed {lo:.3g}–{hi:.3g} s"))
+    r = m.recovery
+    if r is None:
+        objectives.append(Objective.judge("recovery success rate", targets.recovery_success_rate, None, "ratio",
+                                          better="higher", note="a breaker opened but no recovery was attempted"))
+    else:
+        objectives.append(Objective.judge("recovery success rate", targets.recovery_success_rate, r.success_rate,
+                                          "ratio", better="higher",
+                                          note=f"{r.successes} of {r.attempts} attempt(s) recovered"))
+    return objectives
+
+
+def judge_health(m: FaultMeasurements, targets: Targets) -> list[Objective]:
+    """The harness's own health checks of PostgreSQL and Redis (HealthCheckStats), when it ran them.
+
+    - latency p99 (nearest rank, so the maximum below 100 checks) of the checks sent while the
+      service was up (outside the fault window) ≤ health_postgres_latency / health_redis_latency,
+      and none of them failed. Checks inside the fault window are detections, not judged.
+    - health check interval: the largest gap between consecutive checks of any one check ≤
+      health_interval (the checks kept looking at the dependency); not measured below two checks.
+    """
+    if not m.health:
+        return []
+    objectives = []
+    limits = {"postgres": targets.health_postgres_latency, "redis": targets.health_redis_latency}
+    for h in m.health.values():
+        if h.kind not in limits:
+            continue
+        name = f"health check latency p99 ({h.check.removeprefix(HEALTH_PREFIX)})"
+        note = (f"{h.up_samples} check(s) while up, {h.up_failed} failed; "
+                f"{h.fault_failed} of {h.fault_samples} in the fault window failed (detection, not judged)")
+        achieved = None if h.up_p99_ms is None else h.up_p99_ms / 1000
+        ok = None if achieved is None else achieved <= limits[h.kind] and h.up_failed == 0
+        objectives.append(Objective(name, limits[h.kind], achieved, "s", "lower", ok, note))
+    gaps = [h.max_gap_s for h in m.health.values() if h.max_gap_s is not None]
+    objectives.append(Objective.judge("health check interval (largest gap)", targets.health_interval,
+                                      max(gaps) if len(gaps) == len(m.health) else None, "s",
+                                      note=f"{sum(h.samples for h in m.health.values())} checks"))
     return objectives
 
 
