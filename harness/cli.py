@@ -27,6 +27,7 @@ from rich.table import Table
 from harness.config import SCENARIO_NAMES, load_config
 from harness.errors import ConfigError, HarnessError
 from harness.preflight import preflight
+from harness.redact import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Chaos testing and disaster-recovery drills that measure MTTR, TTD, RTO and RPO.")
@@ -61,7 +62,7 @@ class _CliPlugin:
 
     @pytest.hookimpl
     def pytest_chaosdrill_error(self, message: str, exit_code: int) -> None:
-        self.error = HarnessError(message)
+        self.error = HarnessError(redact(message))
         self.error.exit_code = exit_code
 
     @pytest.hookimpl
@@ -71,6 +72,7 @@ class _CliPlugin:
 
     @pytest.hookimpl
     def pytest_chaosdrill_progress(self, message: str) -> None:
+        message = redact(message)
         self.status.update(f"[bold]{message}")
         live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
 
@@ -159,17 +161,19 @@ def drill(
     overrides = {k: v for k, v in {"backup_id": backup_id, "archive_timeout": archive_timeout,
                                    "push_wal": push_wal}.items() if v is not None}
     if overrides:
-        data = cfg.model_dump(mode="json", exclude_defaults=True)
+        data = cfg.model_dump(exclude_defaults=True)  # python mode: secrets stay SecretStr, not "**********"
         cfg = parse_config(data | {"drill": data.get("drill", {}) | overrides}, "command line")
     with live.status("[bold]starting the drill") as status:
         def progress(message: str) -> None:
+            message = redact(message)
             status.update(f"[bold]{message}")
             live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
 
         outcome = DrillRunner(cfg, (results or Path(cfg.run.results_dir)).resolve(), progress=progress).run()
     _print_outcomes([outcome])
     if outcome.status is DrillStatus.FAILED:
-        console.print(f"[red]chaosdrill: drill failed:[/] {outcome.error}", highlight=False, soft_wrap=True)
+        console.print(f"[red]chaosdrill: drill failed:[/] {redact(str(outcome.error))}", highlight=False,
+                      soft_wrap=True)
         raise typer.Exit(4)
     if outcome.verdict.value != "passed":
         raise typer.Exit(3)
@@ -280,7 +284,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except HarnessError as exc:
-        console.print(f"[red]chaosdrill: error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]chaosdrill: error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("chaosdrill: interrupted; faults were undone on the way out (see `chaosdrill cleanup`)")

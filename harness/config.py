@@ -4,10 +4,16 @@ Every model is frozen and forbids unknown keys, so a typo is an error, not a sil
 setting. Durations accept seconds (`30`, `0.1`) or a string with a unit (`"100ms"`, `"60s"`,
 `"15min"`, `"4h"`). `load_config()` turns any problem into one `ConfigError` line naming the
 file, the key path, the bad value and what is allowed.
+
+Secrets (S3 keys, `run.secrets`) are `SecretStr`: dumped as "**********", never shown in an
+error. A secret may be written `"env:NAME"` to read it from environment variable NAME (unset or
+empty is a config error naming the key); every secret of a loaded config is registered with
+`harness.redact`, which scrubs it from everything chaosdrill writes or prints.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -18,11 +24,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from harness import redact
 from harness.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "chaosdrill.toml"
@@ -47,6 +55,29 @@ def _parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(_parse_duration)]
 Port = Annotated[int, Field(ge=0, le=65535)]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_PREFIX = "env:"
+
+
+def _secret_value(value: Any) -> Any:
+    """A secret as written, or `env:NAME`: the value of environment variable NAME."""
+    if value is None or isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, or {ENV_PREFIX}NAME to read it from environment variable NAME")
+    if value.startswith(ENV_PREFIX):
+        name = value.removeprefix(ENV_PREFIX)
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{ENV_PREFIX}{name}: not an environment variable name")
+        found = os.environ.get(name)
+        if not found:
+            raise ValueError(f"environment variable {name} is not set")
+        return found
+    return value
+
+
+# A secret: never dumped ("**********"), never shown in an error, scrubbed from every output.
+Secret = Annotated[SecretStr, BeforeValidator(_secret_value)]
 
 
 class Strict(BaseModel):
@@ -57,6 +88,7 @@ class RunConfig(Strict):
     """How a run samples and how long it may wait (METRICS.md: Δ and K)."""
 
     results_dir: str = "chaosdrill-results"
+    secrets: tuple[Secret, ...] = ()  # more values to scrub from every output (e.g. "env:SHOP_API_TOKEN")
     probe_interval: Duration = Field(0.1, gt=0)
     recovery_streak: int = Field(3, ge=1, le=1000)
     deadline: Duration = Field(60.0, gt=0)
@@ -253,12 +285,22 @@ class DrillRepositoryConfig(Strict):
     bucket: str | None = None
     prefix: str = "chaosdrill"
     region: str = "us-east-1"
-    access_key: str | None = None
-    secret_key: str | None = None
+    access_key: Secret | None = None  # default (kind = "s3"): $AWS_ACCESS_KEY_ID
+    secret_key: Secret | None = None  # default (kind = "s3"): $AWS_SECRET_ACCESS_KEY
     ca_file: str | None = None
     pgbackrest_host: str = "localhost"
     pgbackrest_port: Port = 443
     verify_tls: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_environment(cls, data: Any) -> Any:
+        """S3 keys not in the file come from the standard AWS environment variables."""
+        if isinstance(data, dict) and data.get("kind") == "s3":
+            for key, var in (("access_key", "AWS_ACCESS_KEY_ID"), ("secret_key", "AWS_SECRET_ACCESS_KEY")):
+                if data.get(key) is None and os.environ.get(var):
+                    data = {**data, key: os.environ[var]}
+        return data
 
 
 class DrillConfig(Strict):
@@ -373,6 +415,16 @@ def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _is_secret(loc: tuple[str, ...]) -> bool:
+    """Whether the key at `loc` (or the list it is an item of) holds a secret: its value is never shown."""
+    for i in range(len(loc), 0, -1):
+        owner = _model_at(loc[:i - 1])
+        field = owner.model_fields.get(loc[i - 1]) if owner else None
+        if field is not None:
+            return "SecretStr" in repr(field.annotation)
+    return False
+
+
 def describe_error(err: dict) -> str:
     """One pydantic error as 'key.path: problem (got value)'."""
     loc = tuple(str(p) for p in err["loc"])
@@ -385,7 +437,7 @@ def describe_error(err: dict) -> str:
     if err["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be")
     got = err.get("input")
-    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) or got is None or _is_secret(loc) else f" (got {got!r})"
     if not loc and re.match(r"^[a-z_][a-z0-9_.]*: ", msg):
         return f"{msg}{shown}"  # a cross-field rule that names its own key path
     return f"{path}: {msg}{shown}"
@@ -393,10 +445,12 @@ def describe_error(err: dict) -> str:
 
 def parse_config(data: dict[str, Any], source: str = DEFAULT_CONFIG_NAME) -> Config:
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(f"{source}: {describe_error(first)}") from None
+        raise ConfigError(redact.redact(f"{source}: {describe_error(first)}")) from None
+    redact.register_config(cfg)
+    return cfg
 
 
 def load_config(path: str | Path | None = None) -> Config:

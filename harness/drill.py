@@ -222,11 +222,14 @@ def make_repository(rc: DrillRepositoryConfig, scratch: Path):
         return LocalRepository(Path(rc.path) if rc.path else scratch / "repo")
     missing = [k for k in ("endpoint_url", "bucket", "access_key", "secret_key") if not getattr(rc, k)]
     if missing:
-        raise DrillRefused(f"drill.repository: kind = \"s3\" needs {', '.join(missing)}")
+        hint = (" (in the file, as \"env:NAME\", or from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+                if {"access_key", "secret_key"} & set(missing) else "")
+        raise DrillRefused(f"drill.repository: kind = \"s3\" needs {', '.join(missing)}{hint}")
     from resilience.backup import PgBackRestS3, S3Repository
 
     return S3Repository(endpoint_url=rc.endpoint_url, bucket=rc.bucket, prefix=rc.prefix, region=rc.region,
-                        access_key=rc.access_key, secret_key=rc.secret_key, verify=rc.ca_file or rc.verify_tls,
+                        access_key=rc.access_key.get_secret_value(), secret_key=rc.secret_key.get_secret_value(),
+                        verify=rc.ca_file or rc.verify_tls,
                         pgbackrest=PgBackRestS3(host=rc.pgbackrest_host, port=rc.pgbackrest_port,
                                                 ca_file=rc.ca_file, verify_tls=rc.verify_tls))
 

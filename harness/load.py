@@ -43,6 +43,11 @@ def planned_duration_s(plan: Any, run: Any, margin_s: float = MARGIN_S) -> int:
     return int(plan.baseline + plan.hold + run.deadline + plan.after + margin_s + 0.999)
 
 
+def _private(path: str, flags: int) -> int:
+    """open() opener: files of a run directory are owner-only (0600)."""
+    return os.open(path, flags, 0o600)
+
+
 def loads_dir() -> Path:
     path = state_dir() / "load"
     path.mkdir(parents=True, exist_ok=True)
@@ -213,7 +218,9 @@ class LoadRun:
         return self.out_dir / "requests.csv"
 
     def start(self) -> LoadRun:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for d in reversed([self.out_dir, *self.out_dir.parents]):  # what we create (a run directory) is owner-only
+            if not d.exists():
+                d.mkdir(exist_ok=True, mode=0o700)
         cmd = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--headless",
                "-u", str(self.users), "-r", str(self.spawn_rate), "-t", f"{self.max_duration_s}s",
                "--host", self.host_url, "--csv", str(self.out_dir / "load"), "--csv-full-history",
@@ -222,9 +229,11 @@ class LoadRun:
                             "CHAOSDRILL_REQUEST_LOG": str(self.request_log)}
         self._record(None)  # recorded before it runs, like a fault
         try:
-            with open(self.stats_json, "wb") as out, open(self.out_dir / "load.log", "ab") as log:
+            with open(self.stats_json, "wb", opener=_private) as out, \
+                    open(self.out_dir / "load.log", "ab", opener=_private) as log:
+                # umask 077: Locust's CSV files and the request log are owner-only too
                 self._proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                              start_new_session=True)
+                                              start_new_session=True, umask=0o077)
         except BaseException:
             self.record_path.unlink(missing_ok=True)
             raise

@@ -62,8 +62,26 @@ def chaos_config(pytestconfig: pytest.Config) -> Config:
 
 def _stop_session(exc: HarnessError, config: pytest.Config):
     """Bad input or a missing tool: one line and the error's exit code, not a traceback per scenario."""
-    config.hook.pytest_chaosdrill_error(message=str(exc), exit_code=exc.exit_code)
-    pytest.exit(f"chaosdrill: error: {exc}", returncode=exc.exit_code)
+    from harness.redact import redact
+
+    message = redact(str(exc))
+    config.hook.pytest_chaosdrill_error(message=message, exit_code=exc.exit_code)
+    pytest.exit(f"chaosdrill: error: {message}", returncode=exc.exit_code)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing scenario's traceback and captured output never show a secret of the config."""
+    from harness.redact import known, redact
+
+    report = (yield).get_result()
+    if not known():
+        return
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if redact(text) != text:
+            report.longrepr = redact(text)
+    report.sections = [(title, redact(body)) for title, body in report.sections]
 
 
 @pytest.fixture(scope="session")

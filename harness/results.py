@@ -3,11 +3,15 @@
 result.json carries `schema_version`; its shape is stable for tools (reports, evidence, CI),
 while the human report may change. timeline.csv has one row per event or sample, on the run's
 monotonic clock with wall times through the anchor.
+
+A run directory is owner-only (0700, its files 0600) and every registered secret is scrubbed
+from what is written into it (harness.redact).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import platform
 import socket
@@ -18,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from harness import redact
 from harness.errors import ConfigError
 from harness.timeline import Event, Sample, Timeline
 
@@ -88,10 +93,11 @@ def _sample_row(tl: Timeline, s: Sample) -> list[Any]:
 def write_timeline_csv(path: Path, timeline: Timeline) -> None:
     rows = [_event_row(timeline, e) for e in timeline.events] + [_sample_row(timeline, s) for s in timeline.samples]
     rows.sort(key=lambda r: r[0])
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(TIMELINE_COLUMNS)
-        writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(TIMELINE_COLUMNS)
+    writer.writerows(rows)
+    redact.write_private(path, buf.getvalue())  # owner-only; a secret in an event's detail is scrubbed
 
 
 def read_timeline_csv(path: Path, anchor: dict[str, Any]) -> Timeline:
@@ -109,13 +115,21 @@ def read_timeline_csv(path: Path, anchor: dict[str, Any]) -> Timeline:
 
 
 def write_run(run_dir: Path, record: RunRecord, timeline: Timeline) -> Path:
-    """Write result.json and timeline.csv into run_dir; returns the result.json path."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Write result.json and timeline.csv into run_dir (owner-only, secrets scrubbed); returns the
+    result.json path. Everything already in run_dir (the load files) is made owner-only too."""
+    make_run_dir(run_dir)
     record.anchor = {"monotonic_ns": timeline.anchor_ns, "wall_utc": timeline.anchor_wall.isoformat()}
     write_timeline_csv(run_dir / "timeline.csv", timeline)
     out = run_dir / "result.json"
-    out.write_text(json.dumps(record.to_dict(), indent=2, default=str))
+    data = redact.redact_obj(json.loads(json.dumps(record.to_dict(), default=str)))
+    redact.write_private(out, json.dumps(data, indent=2))
+    redact.make_private(run_dir)
     return out
+
+
+def make_run_dir(run_dir: Path) -> Path:
+    """`<results>/<run-id>/` owner-only (0700), and so is each missing parent it creates (the results directory)."""
+    return redact.private_dir(run_dir)
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], Timeline]:

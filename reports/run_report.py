@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
 
+from harness import redact
 from harness.errors import HarnessError
 from harness.measure import BREAKER_STATE, CANARY_ACK, LOAD_SNAPSHOT
 from harness.results import load_run
@@ -196,5 +197,5 @@ def render_run_report(run_dir: Path, out: Path | None = None) -> Path:
         raise HarnessError(f"{run_dir / 'result.json'}: cannot render the report "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     out = out or run_dir / REPORT_NAME
-    out.write_text(html)
+    redact.write_private(out, html)  # owner-only, and no secret even if one reached the result files
     return out

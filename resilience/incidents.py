@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from resilience.clock import Clock, SystemClock
 
@@ -33,6 +33,7 @@ __all__ = [
     "JsonlSink",
     "LogSink",
     "Severity",
+    "WebhookError",
     "WebhookSink",
 ]
 
@@ -151,20 +152,64 @@ class JsonlSink:
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
 
 
+class WebhookError(httpx.HTTPError):
+    """The webhook could not be reached; the message names its scheme, host and port only."""
+
+
 class WebhookSink:
-    """POSTs the item as JSON; bounded by ``timeout`` and never retried (the manager logs failures)."""
+    """POSTs the item as JSON; bounded by ``timeout`` and never retried (the manager logs failures).
+
+    ``token`` (a str or pydantic ``SecretStr``) is sent as ``token_header``: "Authorization: Bearer
+    <token>" by default, or the bare token in any other header (e.g. ``token_header="X-Token"``).
+    The token, every header value and the URL's path and query (a Slack-style URL is itself a
+    secret) never appear in the sink's repr or in an error it raises, so never in a log.
+    """
 
     def __init__(self, url: str, *, timeout: float = 2.0, headers: dict[str, str] | None = None,
+                 token: str | SecretStr | None = None, token_header: str = "Authorization",
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url
         self.timeout = timeout
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        self.token = SecretStr(token) if isinstance(token, str) else token
+        self.token_header = token_header
         self._transport = transport
+
+    @property
+    def where(self) -> str:
+        """scheme://host:port of the webhook: what is safe to show."""
+        u = httpx.URL(self.url)
+        return f"{u.scheme}://{u.host}" + (f":{u.port}" if u.port else "")
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({self.where!r})"
+
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.token is not None:
+            secret = self.token.get_secret_value()
+            headers[self.token_header] = f"Bearer {secret}" if self.token_header.lower() == "authorization" else secret
+        return headers
+
+    def _scrub(self, text: str) -> str:
+        secrets = [v for v in self.headers.values() if v]
+        if self.token is not None:
+            secrets.append(self.token.get_secret_value())
+        u = httpx.URL(self.url)
+        secrets += [self.url, str(u.raw_path, "ascii") if u.raw_path not in (b"", b"/") else ""]
+        for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+            text = text.replace(secret, "**********")
+        return text
 
     async def send(self, item: Alert | Incident) -> None:
         async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
-            response = await client.post(self.url, json=item.model_dump(mode="json"), headers=self.headers)
-            response.raise_for_status()
+            try:
+                response = await client.post(self.url, json=item.model_dump(mode="json"), headers=self._headers())
+            except httpx.HTTPError as exc:
+                raise WebhookError(self._scrub(f"webhook {self.where}: {type(exc).__name__}: {exc}")) from None
+            if response.is_error:
+                raise httpx.HTTPStatusError(f"webhook {self.where}: HTTP {response.status_code}",
+                                            request=response.request, response=response)
 
 
 class IncidentManager:

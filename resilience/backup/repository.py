@@ -209,10 +209,17 @@ class S3Repository:
                 raise RepositoryMissing(f"{self.describe()}: bucket {self.bucket!r} does not exist") from exc
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise RepositoryMissing(f"{self.describe()}: object {key} is missing") from exc
-            raise RepositoryError(f"{self.describe()}: {what} failed: {code} {err.get('Message', '')}".strip()) \
-                from exc
+            raise RepositoryError(self._scrub(f"{self.describe()}: {what} failed: {code} {err.get('Message', '')}"
+                                              .strip())) from exc
         except BotoCoreError as exc:
-            raise RepositoryUnreachable(f"{self.describe()}: {what} failed: {exc}") from exc
+            raise RepositoryUnreachable(self._scrub(f"{self.describe()}: {what} failed: {exc}")) from exc
+
+    def _scrub(self, text: str) -> str:
+        """An error line without the keys (an S3 error may quote the access key id)."""
+        for secret in sorted((self.access_key, self.secret_key), key=len, reverse=True):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "**********")
+        return text
 
     def init(self) -> None:
         """Create the bucket if it is missing (with object lock when retention is asked for)."""

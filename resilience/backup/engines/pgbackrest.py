@@ -1,12 +1,14 @@
-"""PostgreSQL physical backups through pgBackRest 2.45 (RECIPES.md §3–4).
+"""PostgreSQL physical backups through pgBackRest 2.45 (docs/recipes.md, section 4).
 
     PostgreSQL ──archive_command──► pgbackrest archive-push ──► repo/archive/<stanza>/…  (WAL)
     PgBackRest.backup(full|diff|incr) ─────────────────────────► repo/backup/<stanza>/<label>
     PgBackRest.restore(new empty dir, latest | time | LSN) ──► a new data directory
 
 Every command runs as the postgres OS user when we are root, because `archive_command` runs
-as that user and both must own the repository. Credentials live in the 0600 config file:
-pgBackRest refuses S3 keys on the command line.
+as that user and both must own the repository. Credentials live in the 0600 config file (in an
+owner-only work dir): pgBackRest refuses S3 keys on the command line. An error or verify problem
+quoting pgBackRest's output (which may echo an S3 response naming the access key) has every
+repository secret replaced by "**********".
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ from resilience.backup.runner import chown_pg, run, which
 from resilience.backup.targets import require_empty_dir
 
 SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
+_SECRET_OPTION = re.compile(r"key|secret|pass|token", re.I)  # repo1-s3-key(-secret), repo1-cipher-pass
+MASK = "**********"
+
+
+def secret_options(opts: dict[str, str]) -> list[str]:
+    """The values of pgBackRest options that are credentials (keys, secrets, passphrases, tokens)."""
+    return [v for k, v in opts.items() if _SECRET_OPTION.search(k) and v and len(v) >= 4]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 _MAX_RETENTION = "9999999"  # expiry is driven by the catalog (`expire`), never implicitly
 
 
@@ -235,6 +250,7 @@ class PgBackRest:
         """Write pgbackrest.conf and create log/lock/spool dirs owned by the PG user (else no file log)."""
         for d in (self.workdir, self.workdir / "log", self.workdir / "lock", self.workdir / "spool"):
             d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)  # the config holds the repository keys; logs may quote S3 responses
             chown_pg(d)
         repo_opts = self.repo.pgbackrest_options()
         if "repo1-storage-ca-file" in repo_opts:  # the PG user must read it; the caller's copy may be private
@@ -287,10 +303,16 @@ class PgBackRest:
             self._raise(proc, what or f"pgbackrest {command}")
         return proc
 
+    def _secrets(self) -> list[str]:
+        try:
+            return secret_options(self.repo.pgbackrest_options())
+        except BackupError:
+            return []
+
     def _raise(self, proc, what: str) -> None:
         from resilience.backup.runner import last_line
 
-        raise classify_error(what, proc.returncode, last_line(proc))
+        raise classify_error(what, proc.returncode, scrub(last_line(proc), self._secrets()))
 
     def stanza_create(self) -> None:
         self.write_config()
@@ -326,7 +348,8 @@ class PgBackRest:
     def verify(self) -> list[str]:
         """Problems `pgbackrest verify` reports; it may exit 0 while logging errors, so read the log."""
         proc = self._cmd("verify", "--job-retry=0", console="detail", check=False)
-        return parse_verify_output(proc.returncode, (proc.stdout or "") + (proc.stderr or ""))
+        output = scrub((proc.stdout or "") + (proc.stderr or ""), self._secrets())
+        return parse_verify_output(proc.returncode, output)
 
     def expire(self, label: str | None = None, keep_full: int | None = None) -> None:
         """Expire one backup with its dependents (`--set`), or keep `keep_full` fulls; WAL follows."""
@@ -378,7 +401,7 @@ class PgBackRest:
         return target
 
     def archive_now(self, timeout: float = 30) -> str:
-        """RPO lever (RECIPES §3 scenario C): switch WAL and wait until that segment is archived.
+        """RPO lever: switch WAL and wait until that segment is archived.
 
         Returns the segment name. Measured: 0.04 s wait, RPO 0.11–0.16 s if disaster follows.
         """
@@ -401,7 +424,7 @@ class PgBackRest:
             raise EngineError(f"archive_now: {str(exc).strip().splitlines()[0]}") from exc
 
     def push_wal(self, crashed_data: Path | str | None = None) -> list[str]:
-        """RPO lever (RECIPES §3 scenario E): archive the crashed primary's not-yet-archived WAL.
+        """RPO lever (`--push-wal`, docs/recipes.md §4): archive the crashed primary's not-yet-archived WAL.
 
         Pushes each live segment of its pg_wal not marked `.done`, the newest partial one
         included. Fence the old primary afterwards: its segment now exists in the repository.
