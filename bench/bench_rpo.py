@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/bench_rpo.py [--drills 10] [--quick]``
 A full ``DrillRunner`` drill (app, Redis, fresh environment, report) takes ≈ 25 s here, so 30 of
 them would not fit the ≈ 8 min budget of ``make bench``. Each drill below is the RPO-relevant core
 of one, on the same engine code and the same definitions (``harness.measure.measure_drill``,
-METRICS.md "Disaster recovery drills"):
+docs/metrics.md, "Disaster recovery drills"):
 
     new PostgreSQL 15 (archive_command → pgBackRest, synchronous_commit on, the lever's
     archive_timeout) ─► stanza-create ─► CanaryWriter (a sequenced row every 100 ms)

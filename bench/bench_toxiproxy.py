@@ -21,7 +21,7 @@ Method, chosen so that a tail is the proxy's and not the machine's:
   others used more than 0.25 of a core in any phase.
 
 Writes bench/results/toxiproxy.md and .json; the reference is real Toxiproxy 2.12.0 from
-TOXIPROXY_API.md.
+docs/toxiproxy.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
                         ──ack──► Timeline `canary.ack` (t_ns = when the commit returned)
 
 RPO is then "t_disaster − written_at of the newest restored row" and rows lost is "highest seq
-acknowledged before the disaster − highest seq restored" (METRICS.md). The writer has its own
+acknowledged before the disaster − highest seq restored" (docs/metrics.md). The writer has its own
 autocommit connection with bounded connect and statement timeouts, so a dead or hung server
 never stalls it: before `disaster()` a failure is recorded and retried on the next tick; after
 it, the first failure is recorded and the writer stops by itself.

@@ -1,7 +1,7 @@
 """Locust user for the reference app: create, read (cache in front of the DB) and list orders.
 
 Loaded only by the Locust worker process (`harness.load` starts it), never imported by the
-harness: importing locust monkey-patches the whole process with gevent (RECIPES.md §5).
+harness: importing locust monkey-patches the whole process with gevent (docs/recipes.md, section 5).
 Throughput per user comes from CHAOSDRILL_THROUGHPUT so the load stays bounded.
 """
 

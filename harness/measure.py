@@ -1,6 +1,6 @@
 """Pure functions: a run's Timeline → measurements → objectives judged against Targets.
 
-The one definition of each number is METRICS.md; this module implements it and nothing else
+The one definition of each number is docs/metrics.md; this module implements it and nothing else
 computes these numbers. No clocks are read here, so every result is reproducible from a
 saved timeline.
 
@@ -80,7 +80,7 @@ class LoadWindow:
 
 @dataclass(frozen=True)
 class FaultMeasurements:
-    """METRICS.md 'Fault scenarios'. Times are monotonic ns; durations seconds; None = not measured."""
+    """docs/metrics.md, 'Fault scenarios'. Times are monotonic ns; durations seconds; None = not measured."""
 
     probe: str
     t_inject_ns: int | None
@@ -106,7 +106,7 @@ class FaultMeasurements:
 
 @dataclass(frozen=True)
 class BreakerMeasurements:
-    """METRICS.md 'Circuit breakers', for the breaker that opened first during the fault."""
+    """docs/metrics.md, 'Circuit breakers', for the breaker that opened first during the fault."""
 
     breaker: str
     time_to_open_s: float | None  # OPEN − first failed call of the outage
@@ -335,7 +335,7 @@ def measure_fault(timeline: Timeline, probe: str | None = None, streak: int = 3,
     """Measure one fault of the timeline (the first `fault.active`, or the one from source `fault`).
 
     Only samples of `probe` count (default: the first probe seen). With Δ the probe interval and
-    K = `streak` (METRICS.md "Fault scenarios"):
+    K = `streak` (docs/metrics.md, "Fault scenarios"):
 
     - t_inject = the fault's `fault.active` event (its apply returned: the fault is in effect).
     - t_detect = the earliest of: the first bad sample sent at or after t_inject, the first breaker
@@ -539,7 +539,7 @@ def verdict(objectives: list[Objective]) -> Verdict:
     return Verdict.PASSED
 
 
-# -- disaster-recovery drills (METRICS.md "Disaster recovery drills") -------------------------------
+# -- disaster-recovery drills (docs/metrics.md, "Disaster recovery drills") ------------------------
 DRILL_DISASTER = "drill.disaster"
 DRILL_DECLARED = "drill.declared"
 DRILL_SERVING = "drill.serving"

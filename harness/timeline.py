@@ -2,7 +2,7 @@
 
 CLOCK_MONOTONIC is shared by all processes on a host, so the app, the load process and the
 harness agree. One anchor pair (monotonic_ns, wall-clock UTC) converts to wall time for display
-and for comparing with server-side timestamps (RPO). See METRICS.md.
+and for comparing with server-side timestamps (RPO). See docs/metrics.md.
 
     probe task ──sample()──┐
     fault      ──event()───┼──► Timeline (append-only, thread-safe) ──► measure.py, results.py
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# Kinds of record, as named in METRICS.md.
+# Kinds of record, as named in docs/metrics.md.
 FAULT_APPLY_START = "fault.apply_start"
 FAULT_ACTIVE = "fault.active"
 FAULT_REVERT_START = "fault.revert_start"

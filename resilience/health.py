@@ -5,7 +5,7 @@ not the check, enforces the deadline: the probe runs in its own task and, past t
 deadline, is cancelled *and abandoned* — so a server that accepts TCP but never answers
 (SIGSTOP, a paused container) yields an UNHEALTHY result on time instead of a hang, even
 if the client library's cleanup itself blocks. Clients are also bounded on their own
-(socket timeouts, no retries; RECIPES.md §7), so abandoned tasks finish soon after.
+(socket timeouts, no retries; docs/recipes.md, section 6), so abandoned tasks finish soon after.
 
     HealthRegistry.run_all() ──gather──► run_check(check) ─► HealthResult(status, latency, error)
     HealthRunner: every `interval` s, run_all() → on_result callbacks, last results kept

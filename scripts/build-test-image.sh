@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the tiny test image `chaosdrill-test-redis:7` with `docker import` (RECIPES.md §6):
+# Build the tiny test image `chaosdrill-test-redis:7` with `docker import` (docs/recipes.md, section 8):
 # busybox + redis-server/redis-cli + the shared libraries they load; no registry needed.
 # Idempotent: does nothing when the image exists. Usage: build-test-image.sh [IMAGE]
 set -euo pipefail

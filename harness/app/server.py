@@ -1,7 +1,7 @@
 """The orders API: create (PostgreSQL), read by id (Redis cache in front of PostgreSQL), list.
 
 Every dependency call is bounded (connect and command deadlines, no hidden client retries,
-RECIPES.md §7), so when a dependency dies the app answers 503 at once instead of hanging, and
+docs/recipes.md, section 6), so when a dependency dies the app answers 503 at once instead of hanging, and
 when it comes back the next request reconnects: asyncpg's pool replaces dead connections on
 acquire, and redis-py opens a new socket. That is what makes a drill's MTTR meaningful.
 

@@ -1,4 +1,4 @@
-"""A network partition of one loopback port in the kernel: packets dropped or reset (RECIPES.md §7).
+"""A network partition of one loopback port in the kernel: packets dropped or reset (docs/recipes.md §7).
 
     client ──SYN──► lo ──► [input hook: table inet chaosdrill_<id>] ──✗ drop / RST ──► server:port
 

@@ -27,7 +27,7 @@ from harness.toxiproxy.proxy import ERR_TOXIC_NOT_FOUND, ApiError, ProxyCollecti
 
 __all__ = ["ApiHandler", "VERSION"]
 
-VERSION = "2.12.0"  # the Toxiproxy release whose API we reproduce (see TOXIPROXY_API.md)
+VERSION = "2.12.0"  # the Toxiproxy release whose API we reproduce (see docs/toxiproxy.md)
 _MAX_HEADER = 64 * 1024
 _MAX_BODY = 16 * 1024 * 1024
 _IDLE_TIMEOUT = 60.0

@@ -9,7 +9,7 @@
     └── ToxiproxyServerError (5xx) listen errors and anything else the server failed at
 
 httpx errors and HTTP status codes are mapped to this tree in one place (`client._raise_for`),
-so callers never see httpx types (STYLE.md item 7).
+so callers never see httpx types (one boundary that translates foreign errors, as httpx itself does).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ one-second buckets as hash fields. Time comes from Redis (``TIME`` inside the sc
 processes whose wall clocks disagree still agree on buckets and on when OPEN ends; the
 breaker's own (injectable) clock times calls and drives the local fallback. A backoff
 function is evaluated in Python for attempts 1..16 and handed to the script as a table.
-Clients have socket timeouts and no retries (RECIPES.md §7), so a stuck Redis costs at most
+Clients have socket timeouts and no retries (docs/recipes.md, section 6), so a stuck Redis costs at most
 ``timeout`` once per ``reconnect_interval``; an outcome whose RECORD fails is recorded
 locally instead. Shared mode costs two round trips per call; use it where agreement matters
 more than µs. ``call``/``acall`` and the decorator are shared; ``with breaker:`` is local.

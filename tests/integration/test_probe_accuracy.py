@@ -1,7 +1,7 @@
 """Accuracy: an outage of known length must give an MTTR within two probe intervals of the truth.
 
 A real HTTP server answers 503 for exactly L seconds; the real probe runner samples it every Δ;
-measure_fault() must report MTTR = L ± 2Δ and TTD ≤ 2Δ (METRICS.md: each is late by at most Δ).
+measure_fault() must report MTTR = L ± 2Δ and TTD ≤ 2Δ (docs/metrics.md: each is late by at most Δ).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The run report renders in a real headless Chromium (RECIPES.md §9): DOM after load, screenshot, PDF."""
+"""The run report renders in headless Chromium (docs/recipes.md §9): DOM after load, screenshot, PDF."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""measure.py on synthetic timelines whose answers are known exactly (METRICS.md definitions)."""
+"""measure.py on synthetic timelines whose answers are known exactly (docs/metrics.md definitions)."""
 
 from __future__ import annotations
 

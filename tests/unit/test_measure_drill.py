@@ -1,4 +1,4 @@
-"""RTO and RPO from a drill timeline with known answers (METRICS.md, disaster-recovery drills)."""
+"""RTO and RPO from a drill timeline with known answers (docs/metrics.md, disaster-recovery drills)."""
 
 from __future__ import annotations
 

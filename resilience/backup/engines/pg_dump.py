@@ -1,6 +1,6 @@
 """Logical PostgreSQL backups: pg_dump -Fc, restored with pg_restore -j N into a fresh database.
 
-Portable across versions and readable, but slow to restore (RECIPES.md §4: 3–6× slower than
+Portable across versions and readable, but slow to restore (bench/results/backup.md: 3–6× slower than
 a physical restore), and always full: a dump has no increments and no WAL, so RPO is the
 dump's age.
 """

@@ -1,6 +1,6 @@
 """Redis snapshots: BGSAVE → dump.rdb → repository; restore into a new directory.
 
-Restore avoids the AOF trap (RECIPES.md §2): a Redis 7 started with `--appendonly yes` and no
+Restore avoids the AOF trap (docs/recipes.md, section 3): a Redis 7 started with `--appendonly yes` and no
 appendonlydir ignores dump.rdb and comes up EMPTY. So the restored server starts with
 `appendonly no`, loads the RDB, and only then `CONFIG SET appendonly yes` rewrites the AOF
 from memory.
@@ -101,7 +101,7 @@ def diff_key_manifests(expected: dict[str, dict], restored: dict[str, dict], now
 
 
 def _client(host: str, port: int, password: str | None = None, timeout: float = 5) -> redis.Redis:
-    """Bounded client: redis-py's default retries hide faults for minutes (RECIPES §7)."""
+    """Bounded client: redis-py's default retries hide faults for minutes (docs/recipes.md, section 6)."""
     return redis.Redis(host=host, port=port, password=password, socket_timeout=timeout,
                        socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
@@ -245,7 +245,7 @@ class RedisRdbEngine:
     def enable_aof(port: int, host: str = LOOPBACK, timeout: float = 60) -> dict:
         """`CONFIG SET appendonly yes` on a server that loaded an RDB, and wait for the AOF rewrite.
 
-        Only then does a restart with `--appendonly yes` come back with the keys (RECIPES §2).
+        Only then does a restart with `--appendonly yes` come back with the keys (docs/recipes.md, section 3).
         """
         r = _client(host, port, timeout=5)
         try:

@@ -78,7 +78,7 @@ class S3Endpoint:
 
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):
-    """One moto server + stunnel for the session (RECIPES.md §3, §8); buckets are per test."""
+    """One moto server + stunnel for the session (docs/recipes.md, section 4); buckets are per test."""
     import logging
     import shutil
     import subprocess

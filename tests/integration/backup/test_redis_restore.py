@@ -1,5 +1,5 @@
 """Redis backups on a real Redis 7: the key manifest is taken with the BGSAVE, a restored server is
-checked against it, and after a restore AOF is on and the keys survive a restart (RECIPES §2 trap)."""
+checked against it, and after a restore AOF is on and the keys survive a restart (docs/recipes.md §3)."""
 
 from __future__ import annotations
 

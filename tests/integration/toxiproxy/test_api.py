@@ -1,4 +1,4 @@
-"""Conformance of the HTTP API with TOXIPROXY_API.md (routes, codes, bodies, headers, defaults)."""
+"""The HTTP API matches Toxiproxy 2.12 (docs/toxiproxy.md): routes, codes, bodies, headers, defaults."""
 
 from __future__ import annotations
 

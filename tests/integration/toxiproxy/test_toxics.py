@@ -1,4 +1,4 @@
-"""What a client sees through each toxic (TOXIPROXY_API.md table), via a real TCP echo upstream.
+"""What a client sees through each toxic (docs/toxiproxy.md), via a real TCP echo upstream.
 
 Timing is checked loosely: these prove behaviour; bench/bench_toxiproxy.py measures accuracy.
 """
