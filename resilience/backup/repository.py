@@ -146,7 +146,7 @@ class LocalRepository:
 class PgBackRestS3:
     """How pgBackRest reaches the same bucket: it insists on TLS and checks the DNS name.
 
-    With moto behind stunnel (RECIPES.md §3): host="localhost", port=<stunnel port>,
+    With moto behind stunnel (docs/recipes.md, section 4): host="localhost", port=<stunnel port>,
     ca_file=<self-signed cert>.
     """
 
