@@ -4,6 +4,9 @@
 set -euo pipefail
 packages=(postgresql-15 redis-server pgbackrest stunnel4 nftables iptables chromium poppler-utils procps "$@")
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then packages+=(python3-venv); fi
+# Node.js and npm for the Toxiproxy client of another language (tests/integration/toxiproxy/test_node_client.py);
+# by command, not package name: a Node.js from elsewhere (e.g. NodeSource, which bundles npm) is kept.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
