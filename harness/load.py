@@ -1,13 +1,15 @@
 """Locust load in a separate process, headless, for the length of a scenario.
 
 Locust monkey-patches its process with gevent on import, which slows asyncio executors 4×
-(RECIPES.md §5); so it never runs in the harness process. We start `locust` as a child,
+(docs/recipes.md, section 5); so it never runs in the harness process. We start `locust` as a child,
 stop it with SIGTERM (it then writes its final `--json` stats and CSVs), and turn its
 per-second history into `load.snapshot` events on the run's timeline.
 
-Like faults and environments, a running Locust is recorded (`<state>/load/<id>.json`: its pid and
-start time, and the harness process that owns it) before it starts, so `chaosdrill cleanup` stops it
-when the harness was killed; its `-t` is the scenario's planned length plus a margin
+Like faults and environments, a running Locust is recorded (`<state>/load/<id>.json`: its marker,
+then its pid and start time, and the harness process that owns it) before it starts, so `chaosdrill
+cleanup` stops it when the harness was killed — by pid, and by the marker `CHAOSDRILL_CHILD=load:<id>`
+in the environment of Locust and its children, which finds it when the harness died before recording
+its pid; its `-t` is the scenario's planned length plus a margin
 (`planned_duration_s`), so even without cleanup it does not outlive a run by much.
 """
 
@@ -27,6 +29,8 @@ from typing import Any
 
 import psutil
 
+from harness.crashpoints import crash_point
+from harness.env.procs import child_env, kill_marked
 from harness.errors import HarnessError
 from harness.measure import LOAD_SNAPSHOT, percentile
 from harness.state import state_dir, write_json_atomic
@@ -93,8 +97,16 @@ def stop_abandoned(include_live: bool = False) -> list[str]:
                     member.kill()
             psutil.wait_procs(members, timeout=10)
             stopped = [m.pid for m in members]
+        # No pid (killed between recording and spawning, or before re-recording) is not "gone":
+        # whatever carries the run's marker is its Locust (or a child of it).
+        found = kill_marked(record.get("marker") or f"load:{record.get('id')}")
         path.unlink(missing_ok=True)
-        what = f"stopped Locust pid {record.get('pid')}" if stopped else "Locust already gone"
+        if stopped:
+            what = f"stopped Locust pid {record.get('pid')}"
+        elif found:
+            what = f"stopped Locust (pid {', '.join(map(str, found))}, found by its marker; no pid was recorded)"
+        else:
+            what = "Locust already gone"
         lines.append(f"load run {record.get('id')}: {what} ({record.get('out_dir')})")
     return lines
 
@@ -200,13 +212,18 @@ class LoadRun:
         self.id = uuid.uuid4().hex[:12]
 
     @property
+    def marker(self) -> str:
+        """CHAOSDRILL_CHILD of Locust and its children: cleanup finds them by it without a pid."""
+        return f"load:{self.id}"
+
+    @property
     def record_path(self) -> Path:
         return loads_dir() / f"{self.id}.json"
 
     def _record(self, pid: int | None) -> None:
         me = os.getpid()
         write_json_atomic(self.record_path, {
-            "id": self.id, "pid": pid, "start": _start_time(pid) if pid else None, "owner_pid": me,
+            "id": self.id, "marker": self.marker, "pid": pid, "start": _start_time(pid) if pid else None, "owner_pid": me,
             "owner_start": _start_time(me), "out_dir": str(self.out_dir), "host": self.host_url})
 
     @property
@@ -225,9 +242,10 @@ class LoadRun:
                "-u", str(self.users), "-r", str(self.spawn_rate), "-t", f"{self.max_duration_s}s",
                "--host", self.host_url, "--csv", str(self.out_dir / "load"), "--csv-full-history",
                "--json", "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2"]
-        env = os.environ | {"CHAOSDRILL_THROUGHPUT": str(self.throughput_per_user),
-                            "CHAOSDRILL_REQUEST_LOG": str(self.request_log)}
-        self._record(None)  # recorded before it runs, like a fault
+        env = child_env(self.marker, {"CHAOSDRILL_THROUGHPUT": str(self.throughput_per_user),
+                                      "CHAOSDRILL_REQUEST_LOG": str(self.request_log)})
+        self._record(None)  # recorded (with its marker) before it runs, like a fault
+        crash_point("load.after_record")
         try:
             with open(self.stats_json, "wb", opener=_private) as out, \
                     open(self.out_dir / "load.log", "ab", opener=_private) as log:
@@ -235,8 +253,10 @@ class LoadRun:
                 self._proc = subprocess.Popen(cmd, stdout=out, stderr=log, stdin=subprocess.DEVNULL, env=env,
                                               start_new_session=True, umask=0o077)
         except BaseException:
+            kill_marked(self.marker)  # interrupted after its fork: nothing of it may outlive the record
             self.record_path.unlink(missing_ok=True)
             raise
+        crash_point("load.after_spawn")
         self._record(self._proc.pid)
         return self
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make a Docker engine answer on this machine, idempotently (RECIPES.md §6).
+# Make a Docker engine answer on this machine, idempotently (docs/recipes.md, section 8).
 #
 #   no dockerd binary  -> apt-get install docker.io (root only)
 #   no engine answers  -> start dockerd in the background: vfs storage, no bridge, no iptables,
@@ -55,9 +55,16 @@ else
         say "no Docker engine answers and starting dockerd needs root"; exit 1
     fi
     say "starting dockerd (vfs, no bridge, no iptables); log $RUN_DIR/dockerd.log"
-    nohup setsid dockerd --storage-driver=vfs --bridge=none --iptables=false --ip-masq=false \
+    # The child writes its own pid before it execs dockerd (same pid), so a kill of this script
+    # anywhere cannot leave a dockerd that no pid file names (and a second one started next time).
+    # CHAOSDRILL_CHILD=dockerd marks it (and its containerd) like every other child of chaosdrill.
+    rm -f "$RUN_DIR/dockerd.pid"
+    PIDFILE="$RUN_DIR/dockerd.pid" nohup setsid env CHAOSDRILL_CHILD=dockerd sh -c \
+        'echo $$ >"$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE" && exec dockerd "$@"' sh \
+        --storage-driver=vfs --bridge=none --iptables=false --ip-masq=false \
         --ip-forward=false >"$RUN_DIR/dockerd.log" 2>&1 </dev/null &
-    echo $! >"$RUN_DIR/dockerd.pid"
+    # Wait until the pid file names it (the loop below reads it).
+    for _ in $(seq 100); do [ -s "$RUN_DIR/dockerd.pid" ] && break; sleep 0.02; done
 fi
 
 deadline=$((SECONDS + WAIT_S))

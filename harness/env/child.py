@@ -15,8 +15,9 @@ from pathlib import Path
 
 import psutil
 
+from harness.crashpoints import crash_point
 from harness.env.ports import LOOPBACK, port_in_use
-from harness.env.procs import kill_tree, wait_gone, wait_until
+from harness.env.procs import MARKER_ENV, child_env, kill_tree, wait_gone, wait_until
 from harness.errors import EnvironmentStartError
 from harness.scope import RestartRecipe
 
@@ -35,6 +36,9 @@ class ChildProcess:
         # Called after every successful (re)start, e.g. by a KillProcess revert: the environment
         # re-records the new pid there, so crash cleanup never kills a stale one.
         self.on_start: Callable[[], None] | None = None
+        # CHAOSDRILL_CHILD of the process (the owning record's marker, written before any start):
+        # cleanup finds it by that when the harness died before it knew or recorded the pid.
+        self.marker: str | None = None
 
     @property
     def log(self) -> Path:
@@ -52,7 +56,8 @@ class ChildProcess:
             raise EnvironmentStartError(f"{self.name}: port {self.port} on {LOOPBACK} is already in use")
         with open(self.log, "ab") as log:
             self._popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                           cwd=self.base, start_new_session=True)
+                                           cwd=self.base, start_new_session=True, env=child_env(self.marker))
+        crash_point(f"{self.name}.after_spawn")  # redis, app, toxiproxy
         self.pid = self._popen.pid
         popen = self._popen
         if not wait_until(lambda: popen.poll() is not None or self.ready(), timeout=self.start_timeout):
@@ -99,7 +104,8 @@ class ChildProcess:
 
     def restart_recipe(self) -> RestartRecipe:
         """How `chaosdrill cleanup` restarts this process after a harness killed mid-fault."""
-        return RestartRecipe(tuple(self.argv()), cwd=str(self.base), port=self.port)
+        return RestartRecipe(tuple(self.argv()), cwd=str(self.base), port=self.port,
+                             env={MARKER_ENV: self.marker} if self.marker else None)
 
     def pause(self) -> list[int]:
         return self._signal(signal.SIGSTOP, wait=False)

@@ -1,8 +1,10 @@
 """The embedded default environment: PostgreSQL 15, Redis 7 and the reference app as local processes.
 
-Everything lives in one temp dir and binds 127.0.0.1 on free ports. While it runs, a record in
-`<state>/envs/<id>.json` says what it started, so `chaosdrill env down` (another process) and
-`chaosdrill cleanup` (after a crash) can stop it by pid and remove the dir.
+Everything lives in one temp dir and binds 127.0.0.1 on free ports. A record in
+`<state>/envs/<id>.json`, written before the dir or any process exists, says what it started, so
+`chaosdrill env down` (another process) and `chaosdrill cleanup` (after a crash) can stop it — by
+pid, and by the marker `CHAOSDRILL_CHILD=env:<id>` every process of it carries in its environment
+(found even when the harness died before recording a pid) — and remove the dir.
 
     LocalEnvironment.up():  initdb+start PostgreSQL ─► start Redis ─► start app(pg_dsn, redis_url)
     LocalEnvironment.down(): app ─► Redis ─► PostgreSQL ─► rm -rf dir ─► drop the record
@@ -23,10 +25,11 @@ from typing import Any
 import psutil
 
 from harness.config import LocalEnvConfig
+from harness.crashpoints import crash_point
 from harness.env.app_process import AppProcess, ToxiproxyProcess
 from harness.env.base import Endpoint, Service
 from harness.env.ports import LOOPBACK, free_port
-from harness.env.procs import kill_tree, strays, wait_gone
+from harness.env.procs import kill_marked, kill_tree, strays, wait_gone
 from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
 from harness.errors import EnvironmentStartError
 from harness.scope import AllowList
@@ -50,11 +53,12 @@ class LocalEnvironment:
         self.config = config or LocalEnvConfig()
         self.with_app = with_app
         self.id = f"{label}-{uuid.uuid4().hex[:8]}"
-        self.base = Path(tempfile.mkdtemp(prefix=f"chaosdrill-{self.id}-"))
+        self.marker = f"env:{self.id}"
+        # Named now, made only once the record names it: a kill in between leaves no unrecorded dir.
+        self.base = Path(tempfile.gettempdir()) / f"chaosdrill-{self.id}-{uuid.uuid4().hex[:8]}"
         try:
-            chown_to_pg_user(self.base)
             self.postgres = PostgresServer(self.base / "pg", port=self.config.postgres_port or None,
-                                           settings=dict(pg_settings or {}))
+                                           settings=dict(pg_settings or {}), marker=self.marker)
             self.redis = RedisServer(self.base / "redis", port=self.config.redis_port or None)
             self.toxiproxy: ToxiproxyProcess | None = None
             self.proxy_ports: dict[str, int] = {}
@@ -80,6 +84,16 @@ class LocalEnvironment:
         for svc in (self.redis, self.app, self.toxiproxy):
             if svc is not None:
                 svc.on_start = self._rerecord
+                svc.marker = self.marker
+        try:
+            self._record()  # before the dir and every process: cleanup knows whatever comes next
+            crash_point("env.after_record")
+            self.base.mkdir(mode=0o700)
+            chown_to_pg_user(self.base)
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            (envs_dir() / f"{self.id}.json").unlink(missing_ok=True)
+            raise
 
     # -- what the harness sees -------------------------------------------------------------
     @property
@@ -219,6 +233,7 @@ class LocalEnvironment:
         return {
             "id": self.id,
             "kind": "local",
+            "marker": self.marker,
             "owner_pid": os.getpid(),
             "detached": self.detached,
             "base": str(self.base),
@@ -294,6 +309,9 @@ def teardown_recorded(record: dict[str, Any]) -> str:
             kill_tree(pm, signal.SIGCONT)
             pids += kill_tree(pm, signal.SIGKILL)
     wait_gone(pids)
+    # Processes started after the record but before their pid was in it (a harness killed between
+    # spawn and re-record) carry the environment's marker.
+    pids += kill_marked(record.get("marker") or f"env:{record['id']}")
     base = record.get("base")
     if base and Path(base).name.startswith("chaosdrill-"):
         # Services restarted after the record was written (by a KillProcess revert that crashed

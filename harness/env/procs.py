@@ -1,12 +1,24 @@
-"""Process-tree helpers: signal a whole tree, wait until it is gone (zombies count as gone)."""
+"""Process-tree helpers: signal a whole tree, wait until it is gone (zombies count as gone); find
+the children of a record by their marker.
+
+Every child chaosdrill starts carries `CHAOSDRILL_CHILD=<token>` in its environment (inherited by
+its own children: Locust's, PostgreSQL's backends), and the token is in the record written before
+the child is spawned. So a harness killed after recording but before it learned (or recorded) a
+pid leaves a child that cleanup still finds: "no pid yet" never means "gone".
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 
 import psutil
+
+from harness.crashpoints import CRASH_ENV
+
+MARKER_ENV = "CHAOSDRILL_CHILD"
 
 
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> list[int]:
@@ -101,3 +113,46 @@ def strays(base: str, ports: set[int] = frozenset()) -> list[int]:
         if str(port) in cmdline and not foreign:
             found.append(pid)
     return found
+
+
+def child_env(marker: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child recorded under `marker`: ours, the marker, `extra`; never the
+    test-only crash points (a child must not kill itself at a harness's boundary)."""
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV} | (extra or {})
+    if marker:
+        env[MARKER_ENV] = marker
+    return env
+
+
+def marked(marker: str) -> list[int]:
+    """Pids of live processes whose environment carries `marker` (this process and its parents spared)."""
+    if not marker:
+        return []
+    me = psutil.Process()
+    spared = {0, 1, me.pid, *(p.pid for p in me.parents())}
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid in spared:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+    return found
+
+
+def kill_marked(marker: str, settle: float = 0.05, rounds: int = 5) -> list[int]:
+    """SIGCONT + SIGKILL every process marked `marker` and wait until gone; returns their pids.
+
+    Scans again until one finds nothing: a child forked by a harness killed before the child's
+    exec() carries the marker only from its exec on, a moment later."""
+    killed: list[int] = []
+    for i in range(rounds):
+        pids = [p for p in marked(marker) if p not in killed]
+        if not pids and i > 0:
+            break
+        for pid in pids:
+            kill_tree(pid, signal.SIGCONT)
+            killed += [p for p in kill_tree(pid, signal.SIGKILL) if p not in killed]
+        wait_gone(killed)
+        time.sleep(settle)
+    return killed

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL and Redis servers on loopback ports (RECIPES.md §1–2).
+"""Throwaway PostgreSQL and Redis servers on loopback ports (docs/recipes.md, sections 2–3).
 
 Each server lives in a directory of its own, binds 127.0.0.1 only, and can be started,
 stopped, crashed (SIGKILL) and restarted. As root, PostgreSQL binaries run as the
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import psutil
 
+from harness.crashpoints import crash_point
 from harness.env.child import ChildProcess
 from harness.env.ports import LOOPBACK, free_port, port_in_use, wait_for_port
-from harness.env.procs import kill_tree, wait_gone, wait_until
+from harness.env.procs import MARKER_ENV, child_env, kill_tree, wait_gone, wait_until
 from harness.errors import EnvironmentStartError
 from harness.scope import RestartRecipe
 
@@ -86,6 +87,8 @@ class PostgresServer:
     settings: dict[str, str] = field(default_factory=dict)
     fast: bool = True  # fsync off: safe against process kills, not against a host crash
     name: str = "postgres"
+    # CHAOSDRILL_CHILD of pg_ctl, the postmaster and its backends (see ChildProcess.marker)
+    marker: str | None = None
 
     def __post_init__(self) -> None:
         self.base = Path(self.base)
@@ -106,7 +109,8 @@ class PostgresServer:
 
     def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         cmd = [str(self.bindir / args[0]), *args[1:]]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **run_as_pg_user())
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(self.marker),
+                              **run_as_pg_user())
         if check and proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise EnvironmentStartError(f"{args[0]} failed (exit {proc.returncode}): {tail[0]}")
@@ -156,6 +160,7 @@ class PostgresServer:
             raise EnvironmentStartError(f"PostgreSQL: port {self.port} on {LOOPBACK} is already in use")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)), "start",
                   timeout=timeout + 5)
+        crash_point("postgres.after_spawn")
         if not wait_for_port(self.port, timeout=timeout):
             raise EnvironmentStartError(f"PostgreSQL did not listen on {LOOPBACK}:{self.port}; see {self.log}")
 
@@ -212,7 +217,8 @@ class PostgresServer:
     def restart_recipe(self) -> RestartRecipe:
         """How `chaosdrill cleanup` restarts this server after a harness killed mid-fault."""
         return RestartRecipe((str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "start"),
-                             cwd=str(self.base), user=PG_OS_USER if os.geteuid() == 0 else None, port=self.port)
+                             cwd=str(self.base), user=PG_OS_USER if os.geteuid() == 0 else None, port=self.port,
+                             env={MARKER_ENV: self.marker} if self.marker else None)
 
 
 class RedisServer(ChildProcess):
