@@ -157,7 +157,10 @@ class WebhookError(httpx.HTTPError):
 
 
 class WebhookSink:
-    """POSTs the item as JSON; bounded by ``timeout`` and never retried (the manager logs failures).
+    """POSTs the item as JSON, each attempt bounded by ``timeout``; the manager logs a final failure.
+
+    ``retries`` more attempts (default 0) follow a connection error, a timeout, an HTTP 5xx or 429,
+    ``retry_wait`` × attempt seconds apart; any other 4xx is final (retrying cannot fix it).
 
     ``token`` (a str or pydantic ``SecretStr``) is sent as ``token_header``: "Authorization: Bearer
     <token>" by default, or the bare token in any other header (e.g. ``token_header="X-Token"``).
@@ -167,9 +170,14 @@ class WebhookSink:
 
     def __init__(self, url: str, *, timeout: float = 2.0, headers: dict[str, str] | None = None,
                  token: str | SecretStr | None = None, token_header: str = "Authorization",
+                 retries: int = 0, retry_wait: float = 0.2,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if retries < 0 or retry_wait < 0:
+            raise ValueError(f"WebhookSink: retries and retry_wait must be >= 0, got {retries!r}, {retry_wait!r}")
         self.url = url
         self.timeout = timeout
+        self.retries = retries
+        self.retry_wait = retry_wait
         self.headers = dict(headers or {})
         self.token = SecretStr(token) if isinstance(token, str) else token
         self.token_header = token_header
@@ -202,6 +210,20 @@ class WebhookSink:
         return text
 
     async def send(self, item: Alert | Incident) -> None:
+        for attempt in range(1, self.retries + 2):
+            try:
+                await self._post(item)
+                return
+            except WebhookError:
+                if attempt > self.retries:
+                    raise
+            except httpx.HTTPStatusError as exc:
+                if attempt > self.retries or not (exc.response.status_code >= 500 or exc.response.status_code == 429):
+                    raise
+            log.info("webhook %s: attempt %d of %d failed; retrying", self.where, attempt, self.retries + 1)
+            await asyncio.sleep(self.retry_wait * attempt)
+
+    async def _post(self, item: Alert | Incident) -> None:
         async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
             try:
                 response = await client.post(self.url, json=item.model_dump(mode="json"), headers=self._headers())
