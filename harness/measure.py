@@ -150,7 +150,8 @@ class HealthCheckStats:
     """One resilience.health check sampled by the harness during the run (probe `health.<kind>…`).
 
     The fault window is [fault.apply_start, fault.cleared) of the measured fault (to the end of
-    the run when it never cleared). Checks sent inside it may fail or be slow on purpose: they
+    the run when it never cleared); a check is in it when it overlapped it (answered at or after
+    its start, sent before its end). Checks in the window may fail or be slow on purpose: they
     are detections, counted here but not judged. Checks sent outside it are "while the service is
     up": their latency (a failed check's too: the time it took to fail) is judged, and any
     failure among them fails the objective. `max_gap_s` is the largest interval between two
@@ -254,7 +255,9 @@ def _health_stats(all_samples: list[Sample], start: int | None, end: int | None)
     out: dict[str, HealthCheckStats] = {}
     for check in sorted({s.probe for s in all_samples if s.probe.startswith(HEALTH_PREFIX)}):
         mine = [s for s in all_samples if s.probe == check]
-        inside = [start is not None and s.t_ns >= start and (end is None or s.t_ns < end) for s in mine]
+        # a check that overlapped the window (answered after it began, sent before it ended) is in it
+        inside = [start is not None and s.t_ns + s.latency_ns >= start and (end is None or s.t_ns < end)
+                  for s in mine]
         in_fault = [s for s, i in zip(mine, inside, strict=True) if i]
         up = [s for s, i in zip(mine, inside, strict=True) if not i]
         up_ms = [s.latency_ns / 1e6 for s in up]
