@@ -13,7 +13,10 @@ Exit codes (harness/errors.py): 0 ok, 2 bad input, 3 an objective was missed, 4 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,6 +62,7 @@ class _CliPlugin:
         self.outcomes: list = []
         self.error: HarnessError | None = None
         self.skipped: list[str] = []
+        self.failures: list[str] = []
 
     @pytest.hookimpl
     def pytest_chaosdrill_error(self, message: str, exit_code: int) -> None:
@@ -69,6 +73,17 @@ class _CliPlugin:
     def pytest_runtest_logreport(self, report) -> None:
         if report.skipped and isinstance(report.longrepr, tuple):
             self.skipped.append(f"{report.nodeid.rsplit('::', 1)[-1]}: {report.longrepr[2].removeprefix('Skipped: ')}")
+        elif report.failed:
+            self.pytest_collectreport(report)
+
+    @pytest.hookimpl
+    def pytest_collectreport(self, report) -> None:
+        """A failed scenario or collection, as one line for when pytest's own output is hidden."""
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            text = (crash.message if crash is not None else str(report.longrepr)).strip()
+            first = text.splitlines()[0] if text else "failed"
+            self.failures.append(f"{report.nodeid.rsplit('::', 1)[-1] or report.nodeid}: {first}")
 
     @pytest.hookimpl
     def pytest_chaosdrill_progress(self, message: str) -> None:
@@ -88,25 +103,37 @@ def run(
     results: Annotated[Path | None, typer.Option(help="results directory (default from config)")] = None,
     scenarios: Annotated[Path | None, typer.Option(help="scenarios directory (default ./scenarios or the bundled ones)")] = None,
     keyword: Annotated[str | None, typer.Option("-k", help="pytest -k expression")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show pytest's own output")] = False,
 ) -> None:
     """Run scenarios (default: db_outage), then print a summary and the report paths."""
+    from harness.cleanup import cleanup_all
+    from harness.inputs import check_writable_dir
+
     markers = marker or ["db_outage"]
     for m in markers:
         if m not in SCENARIO_NAMES:
             raise ConfigError(f"unknown marker {m!r}; allowed: {', '.join(SCENARIO_NAMES)}")
-    cfg = load_config(config)  # validate before anything starts
-    preflight(cfg)
+    if keyword is not None:
+        _check_keyword(keyword)
+    cfg = load_config(config)  # validate everything before anything starts
     scen = _scenarios_dir(scenarios)
-    args = [str(scen), "-m", " or ".join(markers), "-p", "no:cacheprovider", "-q", "--no-header",
-            "--capture=sys", "--chaos-no-summary"]
+    results_dir = check_writable_dir(results or Path(cfg.run.results_dir), "--results" if results else "run.results_dir")
+    for line in cleanup_all():  # what a killed earlier run left behind goes first
+        live.print(f"chaosdrill cleanup: {line}", highlight=False)
+    preflight(cfg)
+    args = [str(scen), "-m", " or ".join(markers), "-p", "no:cacheprovider", "--capture=sys", "--chaos-no-summary",
+            *(["-v"] if verbose else ["-q", "--no-header"])]
     if config:
         args += ["--chaos-config", str(config)]
-    args += ["--chaos-results", str((results or Path(cfg.run.results_dir)).resolve())]
+    args += ["--chaos-results", str(results_dir.resolve())]
     if keyword:
         args += ["-k", keyword]
     with live.status("[bold]starting") as status:
         plugin = _CliPlugin(status)
-        code = pytest.main(args, plugins=[plugin])
+        # pytest's own lines (dots, summaries, its report of an error) only with -v: the progress, the
+        # summary table and one line per error are chaosdrill's
+        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+            code = pytest.main(args, plugins=[plugin])
     if plugin.error is not None:
         raise plugin.error  # stopped inside the session (environment would not start): its one line
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
@@ -115,27 +142,54 @@ def run(
         # every selected scenario skipped: a run that measured nothing must not look like a pass
         raise ConfigError(f"no scenario ran for {', '.join(markers)}: {'; '.join(plugin.skipped) or 'all skipped'}")
     _print_outcomes(plugin.outcomes)
-    if code == pytest.ExitCode.USAGE_ERROR:
-        raise typer.Exit(2)
-    if code == pytest.ExitCode.TESTS_FAILED:
-        raise typer.Exit(3 if plugin.outcomes and any(o.verdict.value != "passed" for o in plugin.outcomes) else 4)
-    if code != pytest.ExitCode.OK:
-        raise typer.Exit(4)
+    missed = any(o.verdict.value != "passed" for o in plugin.outcomes)
+    if code == pytest.ExitCode.OK or (code == pytest.ExitCode.TESTS_FAILED and missed):
+        if code != pytest.ExitCode.OK:
+            raise typer.Exit(3)
+        return
+    why = "; ".join(plugin.failures[:3]) or f"pytest exited with {pytest.ExitCode(code).name}"
+    hint = "" if verbose else " (rerun with -v for pytest's output)"
+    error = ConfigError(f"{why}{hint}") if code == pytest.ExitCode.USAGE_ERROR else HarnessError(f"{why}{hint}")
+    raise error
+
+
+def _check_keyword(keyword: str) -> None:
+    """A -k expression pytest would refuse is one line (exit 2), before anything starts."""
+    from _pytest.mark.expression import Expression
+
+    try:
+        Expression.compile(keyword)
+    except SyntaxError as exc:
+        raise ConfigError(f"-k {keyword!r}: not a pytest expression: {exc.msg} (column {exc.offset}); "
+                          "allowed: names joined by and/or/not, parentheses, e.g. 'kill and not network'") from None
+
+
+def summary_rows(outcome) -> list[tuple[str, str, str, str]]:
+    """(objective, target, achieved, result) per objective, in the report's human units."""
+    from reports.run_report import format_value
+
+    rows = []
+    for obj in outcome.objectives:
+        bound = "≤" if obj.better == "lower" else "≥"
+        achieved = "—" if obj.achieved is None else format_value(obj.achieved, obj.unit)
+        rows.append((obj.name, f"{bound} {format_value(obj.target, obj.unit)}", achieved,
+                     {True: "pass", False: "FAIL", None: "not measured"}[obj.passed]))
+    return rows
 
 
 def _print_outcomes(outcomes: list) -> None:
-    if not outcomes:
-        return
-    table = Table(title="chaosdrill results", show_lines=False)
-    for col in ("run", "verdict", "objective", "target", "achieved", "result"):
-        table.add_column(col)
+    colors = {"pass": "green", "FAIL": "red", "not measured": "yellow"}
     for o in outcomes:
-        for i, obj in enumerate(o.objectives):
-            res = {True: "[green]pass", False: "[red]FAIL", None: "[yellow]not measured"}[obj.passed]
-            achieved = "—" if obj.achieved is None else f"{obj.achieved:.4g} {obj.unit}"
-            table.add_row(o.run_id if i == 0 else "", o.verdict.value if i == 0 else "", obj.name,
-                          f"{obj.target:g} {obj.unit}", achieved, res)
-    console.print(table)
+        # the run id in full on its own line (a table column would truncate it on a narrow terminal)
+        verdict = o.verdict.value
+        console.print(f"[bold]{o.run_id}[/]: [{'green' if verdict == 'passed' else 'red'}]{verdict}[/]",
+                      highlight=False, soft_wrap=True)
+        table = Table(show_lines=False, box=None, pad_edge=False, padding=(0, 2))
+        for col in ("objective", "target", "achieved", "result"):
+            table.add_column(col)
+        for name, target, achieved, result in summary_rows(o):
+            table.add_row(name, target, achieved, f"[{colors[result]}]{result}")
+        console.print(table)
     for o in outcomes:
         if o.report:
             out.print(f"report: {o.report}", soft_wrap=True)
@@ -153,8 +207,10 @@ def drill(
     from harness.cleanup import cleanup_all
     from harness.config import parse_config
     from harness.drill import DrillRunner, DrillStatus
+    from harness.inputs import check_writable_dir
 
     cfg = load_config(config)
+    results_dir = check_writable_dir(results or Path(cfg.run.results_dir), "--results" if results else "run.results_dir")
     for line in cleanup_all():  # what a killed earlier run left behind goes first
         live.print(f"chaosdrill cleanup: {line}", highlight=False)
     preflight(cfg)
@@ -169,7 +225,7 @@ def drill(
             status.update(f"[bold]{message}")
             live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
 
-        outcome = DrillRunner(cfg, (results or Path(cfg.run.results_dir)).resolve(), progress=progress).run()
+        outcome = DrillRunner(cfg, results_dir.resolve(), progress=progress).run()
     _print_outcomes([outcome])
     if outcome.status is DrillStatus.FAILED:
         console.print(f"[red]chaosdrill: drill failed:[/] {redact(str(outcome.error))}", highlight=False,
@@ -183,8 +239,13 @@ def drill(
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds result.json)")],
            output: Annotated[Path | None, typer.Option("--out", help="where to write the HTML")] = None) -> None:
     """(Re)render the HTML report of a run directory and print its path."""
+    from harness.inputs import check_output_file
     from reports.run_report import render_run_report
 
+    if output is not None:
+        check_output_file(output, "--out")
+        if output.exists() and output.resolve() in {(run_dir / n).resolve() for n in ("result.json", "timeline.csv")}:
+            raise ConfigError(f"--out: {output} is the run's own data; allowed: another file, e.g. report.html")
     out.print(str(render_run_report(run_dir, output)), soft_wrap=True)
 
 
@@ -270,7 +331,7 @@ def doctor(output: Annotated[str, typer.Option(help="text or json")] = "text") -
 
 @app.command()
 def toxiproxy(host: Annotated[str, typer.Option(help="address to listen on (loopback)")] = "127.0.0.1",
-              port: Annotated[int, typer.Option(help="API port")] = 8474,
+              port: Annotated[int, typer.Option(help="API port", min=0, max=65535)] = 8474,
               config: Annotated[Path | None, typer.Option("--config", help="JSON file of proxies to create at start")] = None,
               metrics: Annotated[bool, typer.Option(help="serve Prometheus /metrics")] = False) -> None:
     """Run the embedded Toxiproxy-compatible server until interrupted."""
@@ -282,10 +343,31 @@ def toxiproxy(host: Annotated[str, typer.Option(help="address to listen on (loop
 def main() -> None:
     """Entry point: harness errors become one line on stderr and their exit code; no traceback."""
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # a bad option or argument: one line, exit 2 (no usage box)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "chaosdrill"
+        console.print(f"[red]chaosdrill: error:[/] {exc.format_message()} (see `{where} --help`)",
+                      highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("chaosdrill: interrupted; faults were undone on the way out (see `chaosdrill cleanup`)")
+        sys.exit(130)
     except HarnessError as exc:
         console.print(f"[red]chaosdrill: error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("chaosdrill: interrupted; faults were undone on the way out (see `chaosdrill cleanup`)")
         sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line (CHAOSDRILL_TRACEBACK=1 shows the traceback)
+        if os.environ.get("CHAOSDRILL_TRACEBACK"):
+            raise
+        text = str(exc).strip().splitlines()
+        console.print(f"[red]chaosdrill: internal error:[/] {type(exc).__name__}"
+                      f"{': ' + redact(text[0][:300]) if text else ''} (CHAOSDRILL_TRACEBACK=1 shows where)",
+                      highlight=False, soft_wrap=True)
+        sys.exit(4)
+    sys.exit(code if isinstance(code, int) else 0)

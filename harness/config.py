@@ -13,6 +13,7 @@ empty is a config error naming the key); every secret of a loaded config is regi
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -32,24 +33,34 @@ from pydantic import (
 
 from harness import redact
 from harness.errors import ConfigError
+from harness.inputs import read_text_file
 
 DEFAULT_CONFIG_NAME = "chaosdrill.toml"
 _UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|m|min|h|d)?\s*$")
 DURATION_HELP = "seconds or a number with a unit ms/s/min/h/d, e.g. 100ms, 60s, 15min, 4h"
+MAX_DURATION = 30 * 86400.0  # 30 days: the longest duration any setting accepts (finite, fits every timer)
+MAX_CONFIG_BYTES = 1 << 20  # a chaosdrill.toml larger than 1 MiB is not one
 
 
 def _parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration ({DURATION_HELP})")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    else:
-        raise ValueError(f"expected a duration ({DURATION_HELP})")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and len(value) <= 64 and (m := _DURATION.match(value)):
+            seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        else:
+            raise ValueError(f"expected a duration ({DURATION_HELP})")
+    except OverflowError:  # an integer too large for a float
+        seconds = math.inf
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a finite number")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError("a duration must be at most 30 days (2592000 s)")
     return seconds
 
 
@@ -81,7 +92,7 @@ Secret = Annotated[SecretStr, BeforeValidator(_secret_value)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class RunConfig(Strict):
@@ -229,7 +240,7 @@ class LoadConfig(Strict):
     enabled: bool = True
     locustfile: str | None = None  # default: the bundled one, which drives the reference app
     users: int = Field(10, ge=1, le=1000)
-    spawn_rate: float = Field(10.0, gt=0)
+    spawn_rate: float = Field(10.0, gt=0, le=1000)
     throughput_per_user: float = Field(5.0, gt=0, le=100)
 
 
@@ -241,7 +252,7 @@ class Targets(Strict):
     rto: Duration = 4 * 3600.0
     rpo: Duration = 15 * 60.0
     breaker_decision: Duration = 0.1
-    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_failure_threshold: int = Field(5, ge=1, le=10_000)
     breaker_wait_in_open: Duration = 60.0
     health_postgres_latency: Duration = 1.0
     health_redis_latency: Duration = 0.5
@@ -425,6 +436,10 @@ def _is_secret(loc: tuple[str, ...]) -> bool:
     return False
 
 
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
+
 def describe_error(err: dict) -> str:
     """One pydantic error as 'key.path: problem (got value)'."""
     loc = tuple(str(p) for p in err["loc"])
@@ -437,7 +452,7 @@ def describe_error(err: dict) -> str:
     if err["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be")
     got = err.get("input")
-    shown = "" if isinstance(got, dict) or got is None or _is_secret(loc) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) or got is None or _is_secret(loc) else f" (got {_shorten(repr(got))})"
     if not loc and re.match(r"^[a-z_][a-z0-9_.]*: ", msg):
         return f"{msg}{shown}"  # a cross-field rule that names its own key path
     return f"{path}: {msg}{shown}"
@@ -457,18 +472,15 @@ def load_config(path: str | Path | None = None) -> Config:
     """Load `path`, or ./chaosdrill.toml when present, else the defaults."""
     if path is None:
         default = Path(DEFAULT_CONFIG_NAME)
-        if not default.exists():
+        if not os.path.lexists(default):  # a dangling link or a link loop is read, and refused in one line
             return Config()
         path = default
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file ({type(exc).__name__})") from None
+    text = read_text_file(path, "config file", MAX_CONFIG_BYTES)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     return parse_config(data, str(path))

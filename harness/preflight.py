@@ -33,8 +33,20 @@ def preflight(config: Config) -> None:
         _check_load(config)
     if config.environment.kind == "local":
         _check_local(config)
+    _check_drill_repository(config)
     # an external stack is checked once, by the environment itself on entry (the app answers, every
     # named proxy exists); its one-line error reaches the CLI through pytest_chaosdrill_error
+
+
+def _check_drill_repository(config: Config) -> None:
+    """A local repository path is a writable directory (or can be made one); a CA file is readable."""
+    from harness.inputs import check_writable_dir, read_text_file
+
+    repo = config.drill.repository
+    if repo.kind == "local" and repo.path is not None:
+        check_writable_dir(repo.path, "drill.repository.path")
+    if repo.kind == "s3" and repo.ca_file is not None:
+        read_text_file(repo.ca_file, "drill.repository.ca_file", 1 << 20)
 
 
 def _check_load(config: Config) -> None:

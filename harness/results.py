@@ -13,8 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import platform
 import socket
+import stat
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from typing import Any
 
 from harness import redact
 from harness.errors import ConfigError
+from harness.inputs import read_text_file
 from harness.timeline import Event, Sample, Timeline
 
 SCHEMA_VERSION = 1
@@ -101,16 +104,47 @@ def write_timeline_csv(path: Path, timeline: Timeline) -> None:
 
 
 def read_timeline_csv(path: Path, anchor: dict[str, Any]) -> Timeline:
-    """Rebuild a Timeline from timeline.csv (so measurements and reports can be recomputed)."""
+    """Rebuild a Timeline from timeline.csv (so measurements and reports can be recomputed).
+
+    A damaged file (missing, not a regular file, binary, other columns, a bad value) is one
+    ConfigError naming the file and the line."""
     tl = Timeline(anchor_ns=int(anchor["monotonic_ns"]), anchor_wall=datetime.fromisoformat(anchor["wall_utc"]))
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            t_ns = int(row["t_ns"])
-            if row["record"] == "sample":
-                tl.add_sample(Sample(t_ns, row["source"], row["ok"] == "1", int(float(row["latency_ms"]) * 1e6),
-                                     row["detail"] or None, row["good"] == "1"))
-            else:
-                tl.event(row["kind"], row["source"], t_ns=t_ns, **(json.loads(row["detail"]) if row["detail"] else {}))
+    path = Path(path)
+    _check_regular_file(path, "timeline file", MAX_TIMELINE_BYTES)
+    line = 1
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in _TIMELINE_NEEDED if c not in (reader.fieldnames or ())]
+            if missing:
+                raise ConfigError(f"{path}: not a chaosdrill timeline: missing column(s) {', '.join(missing)}; "
+                                  f"expected: {', '.join(TIMELINE_COLUMNS)}")
+            for row in reader:
+                line = reader.line_num
+                t_ns = _bounded_int(row["t_ns"])
+                if row["record"] == "sample":
+                    latency_ms = float(row["latency_ms"])
+                    if not math.isfinite(latency_ms) or abs(latency_ms) > _MAX_INT / 1e6:
+                        raise ValueError(f"latency_ms {row['latency_ms']!r} out of range")
+                    tl.add_sample(Sample(t_ns, row["source"], row["ok"] == "1", int(latency_ms * 1e6),
+                                         row["detail"] or None, row["good"] == "1"))
+                else:
+                    detail = json.loads(row["detail"]) if row["detail"] else {}
+                    if not isinstance(detail, dict) or not all(isinstance(k, str) for k in detail):
+                        raise ValueError("detail is not a JSON object")
+                    _check_numbers(detail)
+                    tl.event(row["kind"], row["source"], t_ns=t_ns, **detail)
+    except ConfigError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a chaosdrill timeline: not UTF-8 text (bad byte at offset {exc.start})") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a chaosdrill timeline: line {line + 1}: {exc}") from None
+    except (ValueError, TypeError, KeyError, RecursionError, AttributeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else _first_line(exc)
+        raise ConfigError(f"{path}: bad row at line {line}: {reason}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read timeline file ({exc.strerror or type(exc).__name__})") from None
     return tl
 
 
@@ -132,18 +166,122 @@ def make_run_dir(run_dir: Path) -> Path:
     return redact.private_dir(run_dir)
 
 
+MAX_RESULT_BYTES = 64 << 20  # a result.json is a few KiB; anything this large is not one
+MAX_TIMELINE_BYTES = 1 << 30
+_MAX_INT = 2**63  # monotonic nanoseconds and every count fit in 64 bits
+_TIMELINE_NEEDED = ("t_ns", "record", "kind", "source", "ok", "good", "latency_ms", "detail")
+# The keys every result.json of this schema has, and their JSON types (RunRecord, Objective).
+_RESULT_KEYS = {"run_id": str, "scenario": str, "started_at": str, "finished_at": str, "verdict": str,
+                "objectives": list, "measurements": dict, "config": dict, "environment": dict, "anchor": dict}
+_OBJECTIVE_KEYS = {"name": (str,), "target": (int, float), "achieved": (int, float, type(None)), "unit": (str,),
+                   "better": (str,), "passed": (bool, type(None)), "note": (str,)}
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+               float: "a number", type(None): "null"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if abs(value) >= _MAX_INT:
+        raise ValueError(f"{text[:40]!r} out of range")
+    return value
+
+
+def _check_numbers(data: Any) -> str | None:
+    """Every number finite and within 64 bits; raises ValueError naming the first that is not."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where or 'value'}: {value} is not a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _MAX_INT:
+            raise ValueError(f"{where or 'value'}: number out of range (more than 64 bits)")
+    return None
+
+
+def _check_regular_file(path: Path, what: str, limit: int) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path}: cannot read {what} (not a regular file)")
+    if st.st_size > limit:
+        raise ConfigError(f"{path}: {what} is larger than {limit >> 20} MiB")
+
+
+def check_result(data: Any, path: Path | str = "result.json") -> dict[str, Any]:
+    """`data` is a result.json of this schema (the keys and types the report reads); else one ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a chaosdrill result: the top level is {_json_type(data)}, expected an object")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"{path}: schema_version {_shown(data.get('schema_version'))} is not supported "
+                          f"(this chaosdrill reads {SCHEMA_VERSION})")
+    try:
+        _check_numbers(data)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for key, kind in _RESULT_KEYS.items():
+        if key not in data:
+            raise ConfigError(f"{path}: not a chaosdrill result: missing key {key!r}")
+        if not isinstance(data[key], kind):
+            raise ConfigError(f"{path}: {key}: expected {_JSON_TYPES[kind]}, got {_json_type(data[key])}")
+    anchor = data["anchor"]
+    ns, wall = anchor.get("monotonic_ns"), anchor.get("wall_utc")
+    if not isinstance(ns, int) or isinstance(ns, bool):
+        raise ConfigError(f"{path}: anchor.monotonic_ns: expected an integer, got {_json_type(ns)}")
+    try:
+        datetime.fromisoformat(wall) if isinstance(wall, str) else None
+    except ValueError:
+        wall = None
+    if not isinstance(wall, str):
+        raise ConfigError(f"{path}: anchor.wall_utc: expected an ISO 8601 time, got {_shown(anchor.get('wall_utc'))}")
+    for i, obj in enumerate(data["objectives"]):
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{path}: objectives[{i}]: expected an object, got {_json_type(obj)}")
+        for key, kinds in _OBJECTIVE_KEYS.items():
+            if key not in obj:
+                raise ConfigError(f"{path}: objectives[{i}]: missing key {key!r}")
+            value = obj[key]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ConfigError(f"{path}: objectives[{i}].{key}: got {_json_type(value)}")
+    return data
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str | int | float | bool | type(None)) else _json_type(value)
+    return text if len(text) <= 40 else f"{text[:39]}…"
+
+
 def load_run(run_dir: Path) -> tuple[dict[str, Any], Timeline]:
-    """Read a run directory back; one-line ConfigError when it is not one."""
+    """Read a run directory back; one-line ConfigError when it is not one or is damaged."""
     run_dir = Path(run_dir)
     result = run_dir / "result.json"
     if not result.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no result.json)")
+    text = read_text_file(result, "result file", MAX_RESULT_BYTES)
     try:
-        data = json.loads(result.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{result}: corrupt result file ({exc.msg} at line {exc.lineno})") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"{result}: schema_version {data.get('schema_version')!r} is not supported "
-                          f"(this chaosdrill reads {SCHEMA_VERSION})")
+    except RecursionError:
+        raise ConfigError(f"{result}: corrupt result file (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{result}: corrupt result file ({_first_line(exc)})") from None
+    check_result(data, result)
     timeline = read_timeline_csv(run_dir / "timeline.csv", data["anchor"])
     return data, timeline

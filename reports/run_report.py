@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
 
 from harness import redact
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.measure import BREAKER_STATE, CANARY_ACK, LOAD_SNAPSHOT
 from harness.results import load_run
 from harness.timeline import FAULT_ACTIVE, FAULT_CLEARED, Timeline
@@ -53,15 +53,22 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours:.0f} h" + (f" {rest / 60:.0f} min" if round(rest / 60) else "")
 
 
-def format_target(obj: dict[str, Any], key: str) -> str:
-    value = obj[key]
+def format_value(value: Any, unit: str) -> str:
+    """An objective's target or achieved value in human units, the one formatter of the report,
+    the CLI summary and the pytest summary: s → ms/s/min/h, ratio → %, bool → yes/no."""
     if value is None:
         return "not measured"
-    if obj["unit"] == "s":
+    if unit == "s":
         return format_duration(value)
-    if obj["unit"] == "ratio":
+    if unit == "ratio":
         return f"{value * 100:.4g} %"
-    return format_number(value)
+    if unit == "bool":
+        return "yes" if value else "no"
+    return format_number(value) + (f" {unit}" if unit else "")
+
+
+def format_target(obj: dict[str, Any], key: str) -> str:
+    return format_value(obj[key], obj["unit"])
 
 
 def _fault_charts(tl: Timeline, fault: dict[str, Any]) -> list[str]:
@@ -192,10 +199,13 @@ def render_run_report(run_dir: Path, out: Path | None = None) -> Path:
     result, tl = load_run(run_dir)
     try:
         html = _jinja().get_template("run.html.j2").render(**build_context(result, tl))
-    except (TemplateError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (TemplateError, LookupError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
         # a hand-edited or damaged result.json: one line naming it, never a template traceback
         raise HarnessError(f"{run_dir / 'result.json'}: cannot render the report "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     out = out or run_dir / REPORT_NAME
-    redact.write_private(out, html)  # owner-only, and no secret even if one reached the result files
+    try:
+        redact.write_private(out, html)  # owner-only, and no secret even if one reached the result files
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the report ({exc.strerror or type(exc).__name__})") from None
     return out
