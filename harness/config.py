@@ -96,11 +96,12 @@ class Strict(BaseModel):
 
 
 class RunConfig(Strict):
-    """How a run samples and how long it may wait (METRICS.md: Δ and K)."""
+    """How a run samples and how long it may wait (docs/metrics.md, 'Probes and samples': Δ and K)."""
 
     results_dir: str = "chaosdrill-results"
     secrets: tuple[Secret, ...] = ()  # more values to scrub from every output (e.g. "env:SHOP_API_TOKEN")
     probe_interval: Duration = Field(0.1, gt=0)
+    health_check_interval: Duration = Field(0.5, gt=0)  # the harness's PostgreSQL/Redis health checks
     recovery_streak: int = Field(3, ge=1, le=1000)
     deadline: Duration = Field(60.0, gt=0)
 
@@ -264,6 +265,63 @@ class Targets(Strict):
     load_error_rate_after: float = Field(0.01, ge=0, le=1)
 
 
+class IncidentSinkConfig(Strict):
+    """One place the reference app's alerts and incidents go (`[incidents.sinks.NAME]`).
+
+    log: the app's log. jsonl: one JSON object per line appended to `path`. webhook: a POST of
+    each item as JSON to `url` (loopback, like every endpoint chaosdrill reaches), each attempt
+    bounded by `timeout`, `retries` more attempts after a connection error, timeout, 5xx or 429;
+    `token` is sent in `header` ("Authorization" → "Bearer <token>", any other header the bare
+    token). The token is a secret: write it as "env:NAME" to read environment variable NAME.
+    """
+
+    kind: Literal["log", "jsonl", "webhook"]
+    path: str | None = Field(None, min_length=1)
+    url: str | None = Field(None, pattern=r"^https?://")
+    timeout: Duration = Field(2.0, gt=0, le=60)
+    retries: int = Field(2, ge=0, le=10)
+    header: str = Field("Authorization", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    token: Secret | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _loopback_url(value, "url")
+
+    @model_validator(mode="after")
+    def _fields_of_the_kind(self) -> IncidentSinkConfig:
+        if self.kind == "jsonl" and self.path is None:
+            raise ValueError("path: required for a jsonl sink")
+        if self.kind == "webhook" and self.url is None:
+            raise ValueError("url: required for a webhook sink")
+        if self.kind != "jsonl" and self.path is not None:
+            raise ValueError(f"path: only for a jsonl sink, not {self.kind!r}")
+        if self.kind != "webhook" and (self.url is not None or self.token is not None):
+            raise ValueError(f"url, token: only for a webhook sink, not {self.kind!r}")
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        """What the app needs to build the sink (the token in clear: hand it over privately)."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "jsonl":
+            out["path"] = str(Path(self.path or "").resolve())
+        if self.kind == "webhook":
+            out.update(url=self.url, timeout=self.timeout, retries=self.retries, header=self.header,
+                       token=self.token.get_secret_value() if self.token else None)
+        return out
+
+
+class IncidentsConfig(Strict):
+    """Where the reference app's alerts and incidents go, besides the run's timeline (always).
+    Repeats of one alert within `dedup_window` are counted, not sent again."""
+
+    sinks: dict[str, IncidentSinkConfig] = Field(default_factory=dict)
+    dedup_window: Duration = Field(300.0, ge=0)
+
+    def spec(self) -> dict[str, Any]:
+        return {"dedup_window": self.dedup_window, "sinks": [s.spec() for s in self.sinks.values()]}
+
+
 SCENARIO_NAMES = ("db_outage", "network_latency", "network_partition", "cache_outage",
                   "dr_restore", "replica_failover")
 
@@ -288,7 +346,7 @@ class ScenarioConfig(Strict):
 class DrillRepositoryConfig(Strict):
     """Where a drill's backups go. local: `path` (default a temp dir removed after the drill);
     s3: boto3 reaches `endpoint_url`, pgBackRest reaches `pgbackrest_host:pgbackrest_port` over TLS
-    (RECIPES.md §3: it checks the DNS name, so "localhost", and needs `ca_file` for a self-signed cert)."""
+    (docs/recipes.md §4: it checks the DNS name, so "localhost"; `ca_file` for a self-signed cert)."""
 
     kind: Literal["local", "s3"] = "local"
     path: str | None = None
@@ -319,7 +377,7 @@ class DrillConfig(Strict):
 
     `backups` is the policy: the first must be "full", each next one follows `backup_interval` later.
     `archive_timeout` is the RPO lever (0 = off: only full WAL segments are archived); `push_wal`
-    archives the crashed primary's newest WAL before its directory is destroyed (RECIPES.md §3 E).
+    archives the crashed primary's newest WAL before its directory is destroyed (docs/recipes.md §4, RPO).
     """
 
     backups: tuple[Literal["full", "diff", "incr"], ...] = Field(("full", "incr"), min_length=1)
@@ -352,6 +410,7 @@ class Config(Strict):
     targets: Targets = Targets()
     scenarios: dict[str, ScenarioConfig] = Field(default_factory=dict)
     drill: DrillConfig = DrillConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
 
     @field_validator("scenarios")
     @classmethod

@@ -22,7 +22,7 @@ from harness.config import Config
 from harness.env.local import LocalEnvironment
 from harness.load import LoadRun, LoadStats, planned_duration_s
 from harness.measure import Objective, Verdict, judge_fault, measure_fault, verdict
-from harness.probes import HttpProbe, ProbeRunner
+from harness.probes import HealthProbe, HttpProbe, ProbeRunner
 from harness.results import RunRecord, new_run_id, write_run
 from harness.timeline import Timeline
 
@@ -49,6 +49,30 @@ def probes_for(config: Config, env: LocalEnvironment) -> list[HttpProbe]:
     return [HttpProbe(name, urls[p.service or config.app_service] + p.path, p.timeout, p.latency_threshold,
                       p.expect_status)
             for name, p in config.probes.items()]
+
+
+def health_probes_for(config: Config, env: Any) -> list[HealthProbe]:
+    """The resilience core's own health checks of the environment's PostgreSQL and Redis, at the
+    address the app uses (through the proxy, where there is one: a network fault is seen too).
+
+    Each check's deadline is twice its latency target, so a check slower than the target is
+    measured (and fails its objective) instead of being cut off at the target. An external
+    stack's Redis is checked at its address; its PostgreSQL is not (chaosdrill.toml holds no
+    credentials for it), so its health objectives are left out.
+    """
+    from resilience.health import PostgresCheck, RedisCheck
+
+    t = config.targets
+    pg_deadline, redis_deadline = 2 * t.health_postgres_latency, 2 * t.health_redis_latency
+    if config.environment.kind == "local":
+        pg, redis = env.endpoints["postgres"], env.endpoints["redis"]
+        return [HealthProbe(PostgresCheck(f"postgresql://postgres@{pg.host}:{pg.port}/postgres", name="postgres",
+                                          deadline=pg_deadline), t.health_postgres_latency),
+                HealthProbe(RedisCheck(f"redis://{redis.host}:{redis.port}/0", name="redis", deadline=redis_deadline),
+                            t.health_redis_latency)]
+    return [HealthProbe(RedisCheck(f"redis://{svc.address}/0", name=f"redis.{name}", deadline=redis_deadline),
+                        t.health_redis_latency)
+            for name, svc in config.services.items() if svc.kind == "redis"]
 
 
 class FaultExperiment:
@@ -81,6 +105,9 @@ class FaultExperiment:
                                **extra).start()
                 stack.callback(self._stop_load, load)
             runner = stack.enter_context(ProbeRunner(probes_for(cfg, self.env), timeline, cfg.run.probe_interval))
+            checks = health_probes_for(cfg, self.env)
+            health = stack.enter_context(ProbeRunner(checks, timeline, cfg.run.health_check_interval)) if checks \
+                else None
             timeline.event("run.baseline", scenario)
             self.progress(f"baseline for {plan.baseline:g} s")
             time.sleep(plan.baseline)
@@ -95,6 +122,8 @@ class FaultExperiment:
                 self.progress(f"recovered; observing {plan.after:g} s more")
                 time.sleep(plan.after)
             runner.stop()
+            if health is not None:
+                health.stop()
             stack.pop_all()  # probes are stopped; load is stopped below, with its stats kept
             if load is not None:
                 load_stats = load.stop()

@@ -2,10 +2,14 @@
 
 Samples are scheduled at fixed rate (t0 + kΔ), each in its own task with its own deadline, so a
 probe that hangs on a dead dependency never delays the next sample: detection is late by at
-most Δ, which is what METRICS.md's accuracy (MTTR within ±Δ) relies on.
+most Δ, which is what the accuracy in docs/metrics.md (MTTR within ±Δ) relies on.
 
     ProbeRunner (thread with its own event loop)
         every Δ ─► task: HttpProbe.check() ─► Sample(t_ns=send time, ok, latency, good) ─► Timeline
+
+`HealthProbe` runs one of the resilience core's own health checks (resilience/health.py: a fresh
+PostgreSQL connection + SELECT 1, a Redis PING) in the same runner, as samples named
+`health.<kind>`, so the dependencies themselves are looked at directly, not only through the app.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 
+from harness.measure import HEALTH_PREFIX
 from harness.timeline import Sample, Timeline
 
 CIRCUIT_OPEN = " (circuit open)"
@@ -51,10 +57,51 @@ class HttpProbe:
         return Sample(t_ns=t0, probe=self.name, ok=ok, latency_ns=latency, error=error, good=good)
 
 
+class Probe(Protocol):
+    """What ProbeRunner samples: a name, a timeout bounding one sample, and `sample()`."""
+
+    name: str
+    timeout_s: float
+
+    async def sample(self, client: httpx.AsyncClient) -> Sample: ...
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """A resilience.health check (PostgresCheck, RedisCheck, …) as a probe: sample `health.<name>`.
+
+    The check's own deadline bounds it (run_check never waits past it); ok = healthy; good = healthy
+    within `latency_threshold_s` (the target), so the report's probe chart marks slow checks too.
+    """
+
+    check: Any  # resilience.health.HealthCheck
+    latency_threshold_s: float
+
+    @property
+    def name(self) -> str:
+        return HEALTH_PREFIX + self.check.name
+
+    @property
+    def timeout_s(self) -> float:
+        return float(self.check.deadline)
+
+    async def sample(self, client: httpx.AsyncClient | None = None) -> Sample:
+        from resilience.health import run_check
+
+        t0 = time.monotonic_ns()
+        result = await run_check(self.check)
+        latency = round(result.latency * 1e9)
+        good = result.healthy and latency <= self.latency_threshold_s * 1e9
+        error = result.error
+        if result.healthy and not good:
+            error = f"slow: {latency / 1e6:.0f} ms > {self.latency_threshold_s * 1000:.0f} ms"
+        return Sample(t_ns=t0, probe=self.name, ok=result.healthy, latency_ns=latency, error=error, good=good)
+
+
 class ProbeRunner:
     """Runs probes at a fixed interval in a background thread until stopped; a context manager."""
 
-    def __init__(self, probes: list[HttpProbe], timeline: Timeline, interval_s: float = 0.1) -> None:
+    def __init__(self, probes: list[Probe], timeline: Timeline, interval_s: float = 0.1) -> None:
         if interval_s <= 0:
             raise ValueError(f"probe interval must be > 0 s, got {interval_s}")
         self.probes = probes
@@ -108,5 +155,5 @@ class ProbeRunner:
             if pending:
                 await asyncio.wait(pending, timeout=max(p.timeout_s for p in self.probes) + 1)
 
-    async def _one(self, probe: HttpProbe, client: httpx.AsyncClient) -> None:
+    async def _one(self, probe: Probe, client: httpx.AsyncClient) -> None:
         self.timeline.add_sample(await probe.sample(client))
