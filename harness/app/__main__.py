@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from harness.app.server import AppSettings, run
+from harness.app.sinks import read_spec
 
 
 def main() -> None:
@@ -18,11 +19,12 @@ def main() -> None:
     parser.add_argument("--breaker-wait-in-open", type=float, default=60.0, help="seconds")
     parser.add_argument("--recovery-attempts", type=int, default=3)
     parser.add_argument("--recovery-wait", type=float, default=1.0, help="seconds × attempt between tries")
+    parser.add_argument("--incidents", default=None, help="JSON file: incident sinks ([incidents] of chaosdrill.toml)")
     args = parser.parse_args()
     run(AppSettings(host=args.host, port=args.port, pg_dsn=args.pg_dsn, redis_url=args.redis_url,
                     events_path=args.events, breaker_failure_threshold=args.breaker_failure_threshold,
                     breaker_wait_in_open=args.breaker_wait_in_open, recovery_attempts=args.recovery_attempts,
-                    recovery_wait=args.recovery_wait))
+                    recovery_wait=args.recovery_wait, incidents=read_spec(args.incidents)))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from harness.app.sinks import build_sinks
 from resilience.breaker import BreakerListener, CircuitBreaker
 from resilience.errors import CircuitOpenError, RecoveryExhausted
 from resilience.incidents import IncidentManager
@@ -71,6 +72,7 @@ class AppSettings:
     breaker_wait_in_open: float = 60.0
     recovery_attempts: int = 3
     recovery_wait: float = 1.0
+    incidents: dict[str, Any] | None = None  # [incidents] as IncidentsConfig.spec(): sinks, dedup_window
 
 
 class DependencyDown(Exception):
@@ -174,7 +176,8 @@ class Store:
             [self.pool.strategy(attempts=settings.recovery_attempts, wait_per_attempt=settings.recovery_wait),
              external_service(probe=self._redis_ping, attempts=settings.recovery_attempts,
                               wait=settings.recovery_wait, name="cache_connection")],
-            incidents=IncidentManager([self.events]))
+            incidents=IncidentManager([self.events, *build_sinks(settings.incidents)],
+                                      dedup_window=float((settings.incidents or {}).get("dedup_window", 300.0))))
         # Each breaker, when it opens, starts the strategy that can prove its dependency is back.
         self._strategy_of = {self.pg_breaker: "database_connection", self.redis_breaker: "cache_connection"}
         for breaker in self._strategy_of:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 import httpx
 
-from harness.config import AppConfig
+from harness.config import AppConfig, IncidentsConfig
 from harness.env.child import ChildProcess
 from harness.env.ports import LOOPBACK
 
@@ -24,11 +26,25 @@ class AppProcess(ChildProcess):
 
     name = "app"
 
-    def __init__(self, base: Path, port: int, pg_dsn: str, redis_url: str, settings: AppConfig | None = None) -> None:
+    def __init__(self, base: Path, port: int, pg_dsn: str, redis_url: str, settings: AppConfig | None = None,
+                 incidents: IncidentsConfig | None = None) -> None:
         super().__init__(base, port)
         self.pg_dsn = pg_dsn
         self.redis_url = redis_url
         self.settings = settings or AppConfig()
+        self.incidents = incidents
+
+    def _incidents_file(self) -> list[str]:
+        """`--incidents FILE` when sinks are configured: an owner-only JSON file (a webhook token is
+        never put in argv, which every local user can read)."""
+        if self.incidents is None or not self.incidents.sinks:
+            return []
+        self.base.mkdir(parents=True, exist_ok=True)
+        path = self.base / "incidents.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.incidents.spec(), fh)
+        return ["--incidents", str(path)]
 
     @property
     def url(self) -> str:
@@ -44,7 +60,7 @@ class AppProcess(ChildProcess):
                 "--breaker-failure-threshold", str(self.settings.breaker_failure_threshold),
                 "--breaker-wait-in-open", str(self.settings.breaker_wait_in_open),
                 "--recovery-attempts", str(self.settings.recovery_attempts),
-                "--recovery-wait", str(self.settings.recovery_wait)]
+                "--recovery-wait", str(self.settings.recovery_wait), *self._incidents_file()]
 
     def ready(self) -> bool:
         return _answers(f"{self.url}/metrics")

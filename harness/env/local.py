@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from harness.config import LocalEnvConfig
+from harness.config import IncidentsConfig, LocalEnvConfig
 from harness.crashpoints import crash_point
 from harness.env.app_process import AppProcess, ToxiproxyProcess
 from harness.env.base import Endpoint, Service
@@ -49,8 +49,10 @@ class LocalEnvironment:
     """PostgreSQL + Redis (+ the app) in a temp dir; a context manager that always tears down."""
 
     def __init__(self, config: LocalEnvConfig | None = None, *, with_app: bool = True,
-                 label: str = "env", pg_settings: dict[str, str] | None = None) -> None:
+                 label: str = "env", pg_settings: dict[str, str] | None = None,
+                 incidents: IncidentsConfig | None = None) -> None:
         self.config = config or LocalEnvConfig()
+        self.incidents = incidents  # where the app's alerts and incidents go ([incidents])
         self.with_app = with_app
         self.id = f"{label}-{uuid.uuid4().hex[:8]}"
         self.marker = f"env:{self.id}"
@@ -74,7 +76,8 @@ class LocalEnvironment:
                 redis_port = self.proxy_ports.get("redis", self.redis.port)
                 self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
                                       pg_dsn=f"postgresql://postgres@{LOOPBACK}:{pg_port}/postgres",
-                                      redis_url=f"redis://{LOOPBACK}:{redis_port}/0", settings=self.config.app)
+                                      redis_url=f"redis://{LOOPBACK}:{redis_port}/0", settings=self.config.app,
+                                      incidents=incidents)
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)  # bad input leaves nothing behind
             raise
@@ -219,7 +222,8 @@ class LocalEnvironment:
         """A second, empty environment on new ports and a new dir: restores go there, never here."""
         other = LocalEnvironment(self.config.model_copy(update={"postgres_port": 0, "redis_port": 0,
                                                                  "app_port": 0}),
-                                 with_app=self.with_app, label="fresh", pg_settings=self.postgres.settings)
+                                 with_app=self.with_app, label="fresh", pg_settings=self.postgres.settings,
+                                 incidents=self.incidents)
         return other.up() if start else other
 
     def __enter__(self) -> LocalEnvironment:
