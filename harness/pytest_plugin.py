@@ -162,12 +162,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     outcomes = config.stash.get(OUTCOMES_KEY, [])
     if not outcomes or config.getoption("--chaos-no-summary"):
         return
+    from reports.run_report import format_value
+
     terminalreporter.section("chaosdrill")
     for o in outcomes:
         terminalreporter.line(f"{o.verdict.value.upper():13} {o.run_id}")
-        for obj in o.objectives:
+        for obj in o.objectives:  # the report's human units (ms/s/min/h, %, yes/no)
             mark = {True: "pass", False: "FAIL", None: "n/a "}[obj.passed]
-            achieved = "not measured" if obj.achieved is None else f"{obj.achieved:.4g} {obj.unit}"
-            terminalreporter.line(f"    {mark}  {obj.name}: {achieved} (target {obj.target:g} {obj.unit})")
+            bound = "≤" if obj.better == "lower" else "≥" if obj.better == "higher" else "≈"
+            terminalreporter.line(f"    {mark}  {obj.name}: {format_value(obj.achieved, obj.unit)} "
+                                  f"(target {bound} {format_value(obj.target, obj.unit)})")
         if o.report:
             terminalreporter.line(f"    report: {o.report}")

@@ -61,6 +61,19 @@ def test_run_prints_the_report_path_and_writes_results(quick_run) -> None:
     assert "<link" not in html and "@import" not in html
 
 
+def test_run_output_is_chaosdrills_own_in_human_units(quick_run) -> None:
+    """Without -v no pytest line (dots, 'N passed', ===== sections) reaches the user; the summary shows the
+    run id whole and values in the report's units, never '0.002581 s', '1 ratio' or '1 bool'."""
+    work, proc = quick_run
+    text = proc.stdout + proc.stderr
+    assert not re.search(r"\d+ (passed|failed|skipped)|={5,}|^\.+ *(\[\s*\d+%\])?$", text, re.M), text
+    assert "Traceback" not in text
+    (run_dir,) = (work / "chaosdrill-results").iterdir()
+    assert run_dir.name in proc.stderr
+    assert not re.search(r"\d\.\d{4,} s\b| ratio\b| bool\b", proc.stderr), proc.stderr
+    assert re.search(r"\d+(\.\d+)? (ms|s)\b", proc.stderr) and " %" in proc.stderr
+
+
 def test_run_measures_mttr_of_the_known_outage(quick_run) -> None:
     """The DB is down from kill (t_inject) to restart (t_clear); the app's breaker opens and its recovery
     (0.1 s × attempt between tries here) closes it once the pool validates. So MTTR must equal that
