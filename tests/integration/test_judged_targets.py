@@ -1,6 +1,7 @@
 """A real db_outage run judges the targets that were once only validated: the harness's own
 PostgreSQL and Redis health checks (resilience.health), the breaker's failed calls before opening
-and its wait in OPEN, and the recovery success rate — all in result.json and the report."""
+and its wait in OPEN, and the recovery success rate — all in result.json and the report. The
+app's escalations reach the [incidents] webhook (a receiver this test runs on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from harness.config import parse_config
 from harness.env.local import LocalEnvironment
 from harness.experiment import FaultExperiment
 from harness.faults import KillProcess
+from tests.integration.resilience.test_webhook_sink import TOKEN, Hook
 
 CONFIG = {
     "run": {"probe_interval": "100ms", "health_check_interval": "200ms"},
@@ -23,12 +25,20 @@ CONFIG = {
 }
 
 
-def test_db_outage_judges_health_checks_breaker_and_recovery(tmp_path) -> None:
-    cfg = parse_config(CONFIG)
-    with LocalEnvironment(cfg.environment.local) as env:
-        outcome = FaultExperiment(cfg, env, results_dir=tmp_path).run(
-            "db_outage", lambda tl: KillProcess(env.services["postgres"], timeline=tl, allow=env.allow_list()),
-            "PostgreSQL killed and restarted")
+def test_db_outage_judges_health_checks_breaker_and_recovery(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ONCALL_TOKEN", TOKEN)
+    with Hook() as hook:
+        cfg = parse_config({**CONFIG, "incidents": {"sinks": {"oncall": {
+            "kind": "webhook", "url": hook.url, "header": "X-Token", "token": "env:ONCALL_TOKEN"}}}})
+        with LocalEnvironment(cfg.environment.local, incidents=cfg.incidents) as env:
+            outcome = FaultExperiment(cfg, env, results_dir=tmp_path).run(
+                "db_outage", lambda tl: KillProcess(env.services["postgres"], timeline=tl, allow=env.allow_list()),
+                "PostgreSQL killed and restarted")
+    # recovery rounds exhausted while PostgreSQL was down: the app escalated to the webhook
+    kinds = {body["kind"] for headers, body in hook.seen if headers.get("x-token") == TOKEN}
+    assert kinds == {"alert", "incident"}, hook.seen
+    for written in outcome.run_dir.rglob("*"):
+        assert not written.is_file() or TOKEN not in written.read_text(errors="replace"), written
     result = json.loads((outcome.run_dir / "result.json").read_text())
     by = {o["name"]: o for o in result["objectives"]}
 
