@@ -8,17 +8,13 @@ replica_failover through their scenario files in test_drill.py and test_replica_
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from harness.env.local import load_state
 from harness.faults.firewall import has_net_admin
+from tests.helpers.scenarios import outcomes, run_scenarios
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 TIMING = 'baseline = "1s"\nhold = "1.5s"\nafter = "1s"\n'
 QUICK = f"""
 [run]
@@ -51,31 +47,18 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     work = tmp_path_factory.mktemp("scenarios")
-    (work / "chaosdrill.toml").write_text(QUICK)
     before = {r["id"] for r in load_state()}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(SCENARIOS), "-p", "no:cacheprovider", "-q", "-rs", "--strict-markers",
-         "-m", "db_outage or cache_outage or network_latency or network_partition",
-         "--deselect", "scenarios/test_db_outage.py::test_db_outage[kill]",  # rootdir: the repo (pyproject.toml)
-         "--junitxml", str(work / "junit.xml")],
-        cwd=work, capture_output=True, text=True, timeout=540)
+    proc = run_scenarios(work, QUICK, "-m", "db_outage or cache_outage or network_latency or network_partition",
+                         # the repo is the rootdir (pyproject.toml): node ids are relative to it
+                         "--deselect", "scenarios/test_db_outage.py::test_db_outage[kill]")
     return work, proc, before
-
-
-def outcomes(junit: Path) -> dict[str, str]:
-    """Test name → passed / failed / error / skipped, from the inner session's JUnit XML."""
-    found = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        found[case.get("name")] = kinds[0] if kinds else "passed"
-    return found
 
 
 def test_every_scenario_not_run_elsewhere_passes(session) -> None:
     work, proc, _ = session
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = dict.fromkeys(EXPECTED, "passed") | {"test_network_partition": PARTITION}
-    assert outcomes(work / "junit.xml") == expected, proc.stdout
+    assert outcomes(work) == expected, proc.stdout
 
 
 def test_each_run_left_a_passed_result_and_a_report(session) -> None:
