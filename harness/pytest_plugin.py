@@ -98,7 +98,7 @@ def chaos_env(chaos_config: Config, pytestconfig: pytest.Config):
 
     try:
         env = (ExternalEnvironment(chaos_config) if chaos_config.environment.kind == "external"
-               else LocalEnvironment(chaos_config.environment.local)).__enter__()
+               else LocalEnvironment(chaos_config.environment.local, incidents=chaos_config.incidents)).__enter__()
     except HarnessError as exc:
         _stop_session(exc, pytestconfig)  # the environment removed what it had started before raising
     try:
