@@ -7,6 +7,8 @@ import json
 import math
 import subprocess
 import sys
+import tomllib
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -30,6 +32,7 @@ from harness.drill import (
 )
 from harness.env.local import load_state
 from harness.measure import Verdict
+from tests.helpers.scenarios import outcomes, run_scenarios
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,6 +42,20 @@ def config(tmp_path, **drill):
                          "targets": {"rpo": "2s", "rto": "120s"},
                          "drill": {"warmup": 0.5, "hold": 2, "backup_interval": 0.5, "archive_timeout": "1s",
                                    **drill}})
+
+
+QUICK_DRILL = """
+[load]
+users = 2
+[targets]
+rpo = "2s"
+rto = "120s"
+[drill]
+warmup = 0.5
+hold = 2
+backup_interval = 0.5
+archive_timeout = "1s"
+"""
 
 
 def short_plan(set_id: str = "latest"):
@@ -51,19 +68,24 @@ def leftover_envs(before: set[str]) -> set[str]:
 
 
 def test_drill_end_to_end_rpo_within_archive_timeout(tmp_path):
+    """Through the scenario file (scenarios/test_dr_restore.py and the plugin's chaos_drill, as
+    `pytest scenarios/ -m dr_restore` runs it), with QUICK_DRILL's timings."""
     before = {r["id"] for r in load_state()}
-    cfg = config(tmp_path)
-    outcome = DrillRunner(cfg, tmp_path / "results").run()
-    m = outcome.measurements
-    assert outcome.status is DrillStatus.COMPLETED, outcome.error
-    assert outcome.verdict is Verdict.PASSED, [o for o in outcome.objectives if not o.passed]
+    proc = run_scenarios(tmp_path, QUICK_DRILL, "-m", "dr_restore", timeout=170)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outcomes(tmp_path) == {"test_dr_restore": "passed"}
+    (run_dir,) = (tmp_path / "chaosdrill-results").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    m = SimpleNamespace(**result["measurements"]["drill"])
+    assert result["measurements"]["status"] == "completed", result["measurements"]["error"]
+    assert result["verdict"] == "passed", [o for o in result["objectives"] if not o["passed"]]
+    cfg = parse_config(tomllib.loads(QUICK_DRILL))
     # RPO ≤ archive_timeout + 1 s, and rows lost agree with it (one canary row per 100 ms, ±2 in flight)
     assert m.rpo_s is not None and m.rpo_s <= cfg.drill.archive_timeout + 1.0
     assert 0 <= m.rows_lost <= math.ceil(m.rpo_s / cfg.drill.canary_interval) + 2
     assert m.rows_restored == m.rows_acknowledged - m.rows_lost
     assert all(m.steps[s] is not None and m.steps[s] >= 0 for s in ("restore", "start", "verify", "serve"))
     assert m.rto_s >= sum(m.steps.values()) - 0.5
-    result = json.loads((outcome.run_dir / "result.json").read_text())
     used = result["measurements"]["backup_set"]
     assert used["type"] == "incr" and used["lsn_range"] and used["parts"]["postgres"]["label"]
     assert used["id"] == result["measurements"]["backups"][-1]["id"]
@@ -82,8 +104,8 @@ def test_drill_end_to_end_rpo_within_archive_timeout(tmp_path):
     conf = checks["config equal the backup's SHA-256 manifest"]
     assert conf["passed"] and conf["files"] == 1
     assert [b["parts"]["files:uploads"]["files"] for b in result["measurements"]["backups"]] == [22, 23]
-    assert (outcome.run_dir / "timeline.csv").read_text().count("canary.ack") == m.rows_acknowledged
-    html = outcome.report.read_text()
+    assert (run_dir / "timeline.csv").read_text().count("canary.ack") == m.rows_acknowledged
+    html = (run_dir / "report.html").read_text()
     assert "Backup set used" in html and used["lsn_range"].split(" ")[0] in html and "Recovery steps" in html
     assert not leftover_envs(before)
 
