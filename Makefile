@@ -16,8 +16,8 @@ NODE_CLIENT := $(VENV)/npm/node_modules/toxiproxy-node-client
 
 deps: deps-apt $(STAMP) $(NODE_CLIENT)
 
-# A Toxiproxy client from another language, for the compatibility test; only where node exists.
-$(NODE_CLIENT): | $(STAMP)
+# A Toxiproxy client from another language, for the compatibility test; deps-apt installs node and npm.
+$(NODE_CLIENT): | $(STAMP) deps-apt
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm install --silent --no-audit --no-fund --prefix $(VENV)/npm toxiproxy-node-client@4.1.0 >/dev/null; \
 	else echo "npm not found: skipping toxiproxy-node-client (its test will skip)"; fi
