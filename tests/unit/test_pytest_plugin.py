@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# What the plugin imports lazily, imported once here: pytester restores sys.modules after each inner
+# session, so anything first imported inside one would be imported again by every session.
+import harness.cleanup  # noqa: F401
+import harness.drill  # noqa: F401
+import harness.env.external  # noqa: F401
+import harness.preflight  # noqa: F401
+import reports.run_report  # noqa: F401
 from harness.config import SCENARIO_NAMES
 from harness.errors import EnvironmentStartError
 from harness.experiment import FaultExperiment, RunOutcome
@@ -30,7 +37,10 @@ SCENARIO_ITEMS = {
 def inner(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester whose sessions use a config of their own (never the working directory's)."""
     pytester.makefile(".toml", chaosdrill='[run]\nresults_dir = "inner-results"\n')
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    # Plain asserts and no plugins of other tools: an inner session re-imports what it loads (pytester
+    # restores sys.modules), and rewriting the harness's modules each time costs more than the test.
+    pytester.makeini("[pytest]\naddopts = --assert=plain -p no:hypothesispytest -p no:locust -p no:anyio\n"
+                     "asyncio_default_fixture_loop_scope = function\n")
     return pytester
 
 
