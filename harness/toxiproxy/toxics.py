@@ -130,9 +130,13 @@ class LatencyToxic(ToxicBase):
             if c is None:
                 stub.close()
                 return
-            if not await stub.sleep_until(c.timestamp + self.delay()):
+            release = c.timestamp + self.delay()
+            if not await stub.sleep_until(release):
                 stub.write_nowait(c)  # interrupted: don't drop data on the floor
                 return
+            # The next toxic counts from when this one released the chunk (upstream sets
+            # c.Timestamp forward by the sleep), so latency toxics in a chain add up.
+            c.timestamp = release
             await stub.write(c)
 
 

@@ -306,3 +306,63 @@ def test_a_client_that_never_reads_does_not_grow_the_server(server_process, echo
     assert grown < budget, (f"server RSS grew {grown / 2**20:.0f} MiB while a client that never reads "
                             f"offered {sent / 2**20:.0f} MiB")
     assert sent < offered, f"the proxy accepted all {sent / 2**20:.0f} MiB from a client that never reads"
+
+
+# -- toxics of one type stack (issue 12, item 1): a chain in insertion order, each toxic's output
+# -- the next one's input, on either stream ------------------------------------------------------
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+@pytest.mark.parametrize(("count", "latency", "least"), [(2, 100, 0.18), (3, 50, 0.135)])
+def test_latency_toxics_on_one_stream_add_up(tp, echo_proxy, stream, count, latency, least):
+    """Each latency toxic counts from when the previous one released the data: 2 × 100 ms ≈ 200 ms."""
+    for i in range(count):
+        tp.add_toxic("echo", "latency", name=f"l{i}", stream=stream, attributes={"latency": latency})
+    for _ in range(2):
+        data, took, _ = roundtrip(echo_proxy)
+        assert data == b"hello" and took >= least, took
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_slow_close_toxics_stack(tp, echo_proxy, stream):
+    for i in range(2):
+        tp.add_toxic("echo", "slow_close", name=f"s{i}", stream=stream, attributes={"delay": 250})
+    s = connect(echo_proxy)
+    t0 = time.monotonic()
+    s.shutdown(socket.SHUT_WR)
+    assert recv_all(s, 1) == b""
+    assert time.monotonic() - t0 >= 0.45
+    s.close()
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_chain_runs_in_insertion_order(tp, echo_proxy, stream):
+    """limit_data(20) → slicer(4-byte pieces) → latency(150) → limit_data(10): the client gets the
+    first 10 bytes, sliced, late, then the close that the last toxic in the chain decided."""
+    tp.add_toxic("echo", "limit_data", name="first", stream=stream, attributes={"bytes": 20})
+    tp.add_toxic("echo", "slicer", name="cut", stream=stream, attributes={"average_size": 4, "delay": 1000})
+    tp.add_toxic("echo", "latency", name="late", stream=stream, attributes={"latency": 150})
+    tp.add_toxic("echo", "limit_data", name="second", stream=stream, attributes={"bytes": 10})
+    payload = bytes(range(100))
+    data, took, end = roundtrip(echo_proxy, payload, expect=100)
+    assert end == "eof" and took >= 0.14
+    if stream == "downstream":
+        assert data == payload[:10]
+    else:  # the upstream got 10 bytes, then the whole connection closed (as with one limit_data)
+        assert len(data) <= 10 and data == payload[: len(data)]
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_two_limit_data_toxics_the_smaller_wins(tp, echo_proxy, stream):
+    tp.add_toxic("echo", "limit_data", name="a", stream=stream, attributes={"bytes": 50})
+    tp.add_toxic("echo", "limit_data", name="b", stream=stream, attributes={"bytes": 7})
+    data, _, end = roundtrip(echo_proxy, b"y" * 100, expect=100)
+    assert end == "eof" and data == b"y" * (7 if stream == "downstream" else len(data)) and len(data) <= 7
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_two_bandwidth_toxics_the_slower_wins(tp, echo_proxy, stream):
+    tp.add_toxic("echo", "bandwidth", name="fast", stream=stream, attributes={"rate": 1000})
+    tp.add_toxic("echo", "bandwidth", name="slow", stream=stream, attributes={"rate": 2})
+    payload = bytes(i % 251 for i in range(1000))
+    data, took, _ = roundtrip(echo_proxy, payload)
+    assert data == payload and took >= 0.4
