@@ -3,6 +3,7 @@
     chaosdrill run [-m MARKER]      run scenarios (pytest underneath) and print report paths
     chaosdrill env up|down|list     a local environment that outlives the command
     chaosdrill report RUN_DIR       (re)render a run's HTML report
+    chaosdrill verify [--backup-id] verify a backup repository (exit 3 naming each damaged object)
     chaosdrill cleanup [--all]      undo faults and environments a killed run left
     chaosdrill doctor               what is installed, what is missing and how to get it
     chaosdrill toxiproxy            the embedded Toxiproxy-compatible server
@@ -250,6 +251,33 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory (holds 
 
 
 @app.command()
+def verify(
+    config: ConfigOpt = None,
+    backup_id: Annotated[str | None, typer.Option(help="verify this set and the chain it needs (default: every set)")] = None,
+    repository: Annotated[Path | None, typer.Option(help="a local repository directory (default: [drill.repository])")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the verification as JSON on stdout")] = False,
+) -> None:
+    """Verify a backup repository; exit 0 only when everything a restore reads is intact, 3 naming each damaged object."""
+    from harness.verification import run_verify
+
+    report = run_verify(load_config(config), backup_id=backup_id, repository=repository)
+    if as_json:
+        out.print_json(redact(json.dumps(report.to_dict())))
+    else:
+        for problem in report.problems[:50]:
+            out.print(f"[red]damaged:[/] {redact(problem)}", highlight=False, soft_wrap=True)
+        if len(report.problems) > 50:
+            out.print(f"[red]damaged:[/] … and {len(report.problems) - 50} more (--json lists every one)")
+        what = f"backup set {backup_id}" if backup_id else "repository"
+        counts = (f"{len(report.sets)} set(s), {report.objects_checked} object(s), "
+                  f"{report.wal_segments_checked} WAL segment(s) checked in {report.duration_s:.1f} s")
+        verdict = "[green]intact[/]" if report.ok else f"[red]DAMAGED[/] ({len(report.problems)} problem(s))"
+        out.print(f"{what}: {verdict}: {counts}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(3)
+
+
+@app.command()
 def cleanup(all_envs: Annotated[bool, typer.Option("--all", help="also stop environments started by `env up`")] = False) -> None:
     """Undo faults and stop environments that a killed run left behind."""
     from harness.cleanup import cleanup_all
@@ -271,7 +299,7 @@ def env_up(config: ConfigOpt = None,
 
     cfg = load_config(config)
     preflight(cfg)
-    env = LocalEnvironment(cfg.environment.local)
+    env = LocalEnvironment(cfg.environment.local, incidents=cfg.incidents)
     env.detached = True
     env.up()
     state = env.state() | {"endpoints": {k: v.address for k, v in env.endpoints.items()}}

@@ -11,9 +11,9 @@
                  restored file vs its SHA-256 manifest) ─► Serve
       ─► measure_drill / judge_drill ─► result.json, timeline.csv, report.html
 
-A drill is data plus a journal (STYLE.md item 10): a `DrillPlan` is a tuple of frozen steps,
+A drill is data plus a journal: a `DrillPlan` is a tuple of frozen steps,
 each step's outcome is a `StepRecord`, and the run ends in one `DrillStatus`. Every number comes
-from the timeline (harness/measure.py, METRICS.md "Disaster recovery drills"). The restore never
+from the timeline (harness/measure.py, docs/metrics.md "Disaster recovery drills"). The restore never
 writes into the source environment: it builds a new one (`env.fresh`) on new ports and dirs.
 """
 
@@ -64,10 +64,10 @@ from resilience.backup import (
     PgBackRest,
     RedisRdbEngine,
 )
-from resilience.backup.catalog import CATALOG_KEY, BackupSet, Catalog
+from resilience.backup.catalog import CATALOG_KEY, BackupSet
 from resilience.backup.manager import RestoreTargets
 from resilience.backup.runner import which
-from resilience.backup.verify import verify_repository
+from resilience.backup.verify import load_catalog, verify_repository
 from resilience.errors import BackupError
 
 Progress = Callable[[str], None]
@@ -352,8 +352,8 @@ class DrillRunner:
         st.repo = make_repository(d.repository, scratch)
         st.repo.init()
         st.repo.check()
-        self._check_existing_catalog(st.repo, d.backup_id)
-        source = LocalEnvironment(cfg.environment.local, label="drill-src")
+        self._check_existing_catalog(st.repo, d.backup_id, scratch)
+        source = LocalEnvironment(cfg.environment.local, label="drill-src", incidents=cfg.incidents)
         stack.callback(source.down)
         st.source = source
         # One stanza per source cluster: every drill's cluster is new (a new system id), and a stanza
@@ -361,7 +361,7 @@ class DrillRunner:
         br = PgBackRest(repo=st.repo, workdir=scratch / "pgbackrest", pg_data=source.postgres.data,
                         pg_port=source.postgres.port, pg_socket_dir=source.postgres.base,
                         stanza=f"drill-{source.id.rsplit('-', 1)[-1]}")
-        # archiving to the repository; archive_timeout is the RPO lever (RECIPES.md §3)
+        # archiving to the repository; archive_timeout is the RPO lever (docs/recipes.md, 'Making RPO small')
         source.postgres.settings.update(br.archive_settings(archive_timeout=d.archive_timeout or None)
                                         | {"synchronous_commit": "on"})
         self.progress(f"starting source environment {source.id}")
@@ -390,25 +390,27 @@ class DrillRunner:
         st.stack = stack
 
     @staticmethod
-    def _check_existing_catalog(repo: Any, backup_id: str) -> None:
-        """A repository used before: its catalog must be intact, and a named set must exist and pass
-        its checksums (every catalogued object, pgBackRest's manifests included), before anything starts."""
+    def _check_existing_catalog(repo: Any, backup_id: str, scratch: Path) -> None:
+        """A repository used before: its catalog must load, and a named set goes through the one
+        verification path (`verify_repository`: checksums, pgBackRest verify, .copy twins, WAL
+        continuity) before anything starts."""
         if not repo.exists(CATALOG_KEY):
-            if backup_id != "latest":
-                raise DrillRefused(f"unknown backup set {backup_id!r}: {repo.describe()} has no catalog yet")
+            if backup_id == "latest" and not repo.list("sets/"):
+                return  # a new repository (or only a stanza): this drill writes the first catalog
+            load_catalog(repo)  # raises: the catalog is missing while backup sets are stored
+        if backup_id == "latest":
+            load_catalog(repo)  # damaged: one line naming it
             return
-        catalog = Catalog.loads(repo.get_bytes(CATALOG_KEY), f"{repo.describe()}: {CATALOG_KEY}")
-        if backup_id != "latest":
-            catalog.get(backup_id)  # unknown: one line naming the latest known ids
-            report = verify_repository(repo, set_id=backup_id)
-            if not report.ok:
-                more = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
-                raise DrillRefused(f"backup set {backup_id} failed verification: {report.problems[0]}{more}")
-            # Intact, but taken from an earlier drill's cluster: this drill judges a restore against
-            # its own source's snapshot, which that set never held; restoring it could only "fail".
-            raise DrillRefused(f"backup set {backup_id} is intact ({report.objects_checked} objects verified) but was "
-                               "taken by an earlier drill from another cluster; a drill restores and verifies the "
-                               "backups it takes itself (drill.backup_id = latest)")
+        report = verify_repository(repo, set_id=backup_id, workdir=scratch)
+        if not report.ok:
+            more = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+            raise DrillRefused(f"backup set {backup_id} failed verification: {report.problems[0]}{more}")
+        # Intact, but taken from an earlier drill's cluster: this drill judges a restore against
+        # its own source's snapshot, which that set never held; restoring it could only "fail".
+        raise DrillRefused(f"backup set {backup_id} is intact ({report.objects_checked} objects, "
+                           f"{report.wal_segments_checked} WAL segments verified) but was taken by an earlier "
+                           "drill from another cluster; a drill restores and verifies the backups it takes itself "
+                           "(drill.backup_id = latest)")
 
     def _stop_load(self, st: _State) -> None:
         if st.load is not None and st.load.stats is None:
@@ -467,7 +469,7 @@ class DrillRunner:
                 # the restored copy must never archive into the source's repository
                 st.fresh.postgres.settings = {"archive_mode": "off", "synchronous_commit": "on"}
                 st.fresh.up(init_postgres=False)
-                # the restored Redis loaded the RDB with appendonly off (the AOF trap, RECIPES §2);
+                # the restored Redis loaded the RDB with appendonly off (the AOF trap, docs/recipes.md §3);
                 # turning AOF on now rewrites it from memory, so a restart keeps the keys
                 st.redis_aof = RedisRdbEngine.enable_aof(st.fresh.redis.port)
                 tl.event("drill.start.end", "drill", postgres_port=st.fresh.postgres.port,
@@ -519,7 +521,7 @@ class DrillRunner:
         if delay:
             time.sleep(delay)
         tl.event(DRILL_DECLARED, "drill", detection_delay_s=delay)
-        if push_wal:  # RPO lever: the crashed primary's disk is still readable (RECIPES.md §3 E)
+        if push_wal:  # RPO lever: the crashed primary's disk is still readable (docs/recipes.md §4)
             tl.event("drill.push_wal.start", "drill")
             try:
                 st.pushed_wal = st.manager.pg.push_wal(src.postgres.data)
@@ -795,7 +797,7 @@ class FailoverRunner(DrillRunner):
     def _prepare(self, st: _State, stack: ExitStack, scratch: Path) -> None:
         cfg, d = self.config, self.config.drill
         st.scratch = scratch
-        source = LocalEnvironment(cfg.environment.local, label="failover-src")
+        source = LocalEnvironment(cfg.environment.local, label="failover-src", incidents=cfg.incidents)
         stack.callback(source.down)
         st.source = source
         self.progress(f"starting primary environment {source.id}")

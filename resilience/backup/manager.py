@@ -24,11 +24,11 @@ from resilience.backup.engines.files import FileTreeEngine
 from resilience.backup.engines.pg_dump import PgDumpEngine
 from resilience.backup.engines.pgbackrest import PgBackRest
 from resilience.backup.engines.redis_rdb import RedisRdbEngine, RestoredRedis
-from resilience.backup.errors import BackupError, BackupNotFound, RepositoryMissing
+from resilience.backup.errors import BackupError, BackupNotFound
 from resilience.backup.postgres import LocalCluster
 from resilience.backup.repository import Repository
 from resilience.backup.retention import expire_sets
-from resilience.backup.verify import VerifyReport, verify_repository
+from resilience.backup.verify import VerifyReport, load_catalog, verify_repository
 
 StepListener = Callable[[str, str, int], None]
 """Called as (step name, "start" | "end", monotonic_ns) — the drill's timeline hook."""
@@ -133,10 +133,7 @@ class BackupManager:
     # -- catalog -------------------------------------------------------------------------------
     def catalog(self) -> Catalog:
         """The repository's catalog; a missing repository or catalog is a one-line error."""
-        self.repo.check()
-        if not self.repo.exists(CATALOG_KEY):
-            raise RepositoryMissing(f"{self.repo.describe()} has no {CATALOG_KEY}: no backup was ever taken there")
-        return Catalog.loads(self.repo.get_bytes(CATALOG_KEY), f"{self.repo.describe()}: {CATALOG_KEY}")
+        return load_catalog(self.repo)
 
     def _catalog_or_empty(self) -> Catalog:
         return self.catalog() if self.repo.exists(CATALOG_KEY) else Catalog()

@@ -1,26 +1,45 @@
-"""Integrity checks: a flipped byte anywhere in a repository must be found.
+"""Integrity checks: the one verification path every caller uses; a damaged set is never "intact".
 
-Layers, cheapest first:
-  1. the catalog's embedded SHA-256;
-  2. every object a set owns: SHA-256 recomputed from the repository;
+Every reader of a set goes through `verify_repository`: `chaosdrill verify`, `drill --backup-id`,
+the drill's preflight, `BackupManager.restore(verify=True)`. It covers every file a restore of the
+set reads, cheapest layer first:
+  1. the catalog: present, and its embedded SHA-256 matches;
+  2. every object each set of the chain owns (Redis RDB, file/config archives and their manifests,
+     pgBackRest's backup.manifest and its .copy, the archived .backup label): SHA-256 recomputed;
   3. deep: each file inside file/config archives against its manifest entry;
-  4. pgBackRest: `pgbackrest verify` (it can exit 0 while logging errors, so its log lines
-     decide), every `*.copy` info/manifest equal to its original (verify reads only one),
-     and WAL continuity from the oldest catalogued backup to the archive's newest segment.
+  4. pgBackRest, per stanza the chain was taken in: `pgbackrest verify` (it can exit 0 while
+     logging errors, so its log lines decide: data files of every backup, WAL checksums, the info
+     files), every `*.info`/`*.manifest` equal to its `.copy` (verify reads only one of them), each
+     backup listed and not flagged, and WAL continuity: every segment from the oldest backup's start
+     to the archive's newest segment, and each backup's own start..stop range.
+
+Without a `pgbackrest` engine the caller's repository is opened through a repository-only engine in
+a temp dir, so no caller can skip layer 4 by accident: a set with a PostgreSQL part whose WAL and
+data could not be checked (pgbackrest missing) is a problem, not a pass.
+Damage is reported, never raised: a missing object, catalog or stanza is a problem line naming it.
+One limit no checker can lift: deleting the newest archived WAL segment(s) looks exactly like
+archiving having stopped there; a restore then replays less, which its RPO shows.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from resilience.backup.catalog import CATALOG_KEY, BackupSet, Catalog
 from resilience.backup.engines.files import FileTreeEngine
 from resilience.backup.engines.pgbackrest import PgBackRest
-from resilience.backup.errors import BackupError, RepositoryError, VerifyFailed
+from resilience.backup.errors import BackupError, RepositoryMissing, VerifyFailed
 from resilience.backup.repository import PGBACKREST_DIR, Repository
+from resilience.backup.runner import chown_pg
 
 SEGMENTS_PER_LOG = 0x100  # 16 MiB segments
+DEFAULT_STANZA = "drill"  # parts catalogued before the stanza was recorded in their meta
 
 
 @dataclass
@@ -32,6 +51,7 @@ class VerifyReport:
     files_checked: int = 0
     wal_segments_checked: int = 0
     pgbackrest_verified: bool = False
+    stanzas: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -45,14 +65,32 @@ class VerifyReport:
             raise VerifyFailed(f"verification failed: {self.problems[0]}{more}", self.problems)
         return self
 
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "sets": self.sets, "stanzas": self.stanzas, "objects_checked": self.objects_checked,
+                "files_checked": self.files_checked, "wal_segments_checked": self.wal_segments_checked,
+                "pgbackrest_verified": self.pgbackrest_verified, "problems": self.problems,
+                "duration_s": round(self.duration_s, 3)}
+
 
 def segno(name: str) -> tuple[int, int]:
     """(timeline, segment number) of a WAL file name."""
     return int(name[:8], 16), int(name[8:16], 16) * SEGMENTS_PER_LOG + int(name[16:24], 16)
 
 
+def segname(tli: int, n: int) -> str:
+    return f"{tli:08X}{n // SEGMENTS_PER_LOG:08X}{n % SEGMENTS_PER_LOG:08X}"
+
+
+def _missing(tli: int, a: int, b: int) -> str:
+    """Segments a+1 .. b-1 by name (the first and the last when there are many)."""
+    count = b - a - 1
+    if count == 1:
+        return f"WAL segment {segname(tli, a + 1)} is missing"
+    return f"WAL segments {segname(tli, a + 1)} … {segname(tli, b - 1)} ({count}) are missing"
+
+
 def wal_gaps(segments: list[str], start: str | None = None) -> list[str]:
-    """Missing ranges per timeline, from `start` (or each timeline's first) to its newest segment."""
+    """Missing segments per timeline, from `start` (or each timeline's first) to its newest segment."""
     by_tli: dict[int, list[int]] = {}
     for s in segments:
         tli, n = segno(s)
@@ -68,9 +106,18 @@ def wal_gaps(segments: list[str], start: str | None = None) -> list[str]:
         present = [n for n in nums if n >= lo]
         for a, b in zip(present, present[1:], strict=False):
             if b != a + 1:
-                gaps.append(f"WAL timeline {tli}: {b - a - 1} segment(s) missing after "
-                            f"{tli:08X}{a // SEGMENTS_PER_LOG:08X}{a % SEGMENTS_PER_LOG:08X}")
+                gaps.append(f"WAL timeline {tli}: {_missing(tli, a, b)}")
     return gaps
+
+
+def load_catalog(repo: Repository) -> Catalog:
+    """The repository's catalog; a missing one says so (never "unknown backup set")."""
+    repo.check()
+    if not repo.exists(CATALOG_KEY):
+        held = len(repo.list())
+        what = f"it holds {held} other object(s): deleted or never written" if held else "the repository is empty"
+        raise RepositoryMissing(f"{repo.describe()}: the backup catalog {CATALOG_KEY} is missing ({what})")
+    return Catalog.loads(repo.get_bytes(CATALOG_KEY), f"{repo.describe()}: {CATALOG_KEY}")
 
 
 def _check_objects(repo: Repository, s: BackupSet, report: VerifyReport, deep: bool) -> None:
@@ -80,71 +127,120 @@ def _check_objects(repo: Repository, s: BackupSet, report: VerifyReport, deep: b
             try:
                 if repo.sha256(obj.key) != obj.sha256:
                     report.problems.append(f"set {s.id} part {part.name}: {obj.key}: SHA-256 mismatch")
-            except RepositoryError as exc:
+            except BackupError as exc:
                 report.problems.append(f"set {s.id} part {part.name}: {exc}")
         if deep and part.kind in ("files", "config"):
-            problems = FileTreeEngine.verify(repo, part)
+            try:
+                problems = FileTreeEngine.verify(repo, part)
+            except BackupError as exc:
+                problems = [str(exc)]
             report.files_checked += part.meta.get("changed", 0)
             report.problems += [f"set {s.id}: {p}" for p in problems]
 
 
-def _check_copies(repo: Repository, report: VerifyReport) -> None:
-    """pgBackRest writes X and X.copy identically but `verify` reads only one of them."""
-    for key in repo.list(PGBACKREST_DIR):
-        if key.endswith(".copy"):
-            orig = key[: -len(".copy")]
-            report.objects_checked += 2
-            try:
-                if repo.get_bytes(orig) != repo.get_bytes(key):
-                    report.problems.append(f"pgbackrest: {orig} differs from its .copy")
-            except RepositoryError as exc:
-                report.problems.append(f"pgbackrest: {exc}")
+def _check_copies(repo: Repository, stanza: str, report: VerifyReport) -> None:
+    """pgBackRest writes X and X.copy identically but `verify` reads only one of them; either may be gone."""
+    keys = set()
+    for where in (f"{PGBACKREST_DIR}/backup/{stanza}/", f"{PGBACKREST_DIR}/archive/{stanza}/"):
+        try:
+            keys |= set(repo.list(where))
+        except BackupError as exc:
+            report.problems.append(f"pgbackrest stanza {stanza}: {exc}")
+    for key in sorted(keys):
+        if "/backup.history/" in key or not key.endswith((".info", ".manifest", ".info.copy", ".manifest.copy")):
+            continue
+        orig, copy = (key[: -len(".copy")], key) if key.endswith(".copy") else (key, key + ".copy")
+        if key == copy and orig in keys:
+            continue  # the pair is checked once, from the original
+        partner = copy if key == orig else orig
+        if partner not in keys:
+            report.problems.append(f"pgbackrest: {partner} is missing (its twin {key} is present)")
+            continue
+        report.objects_checked += 2
+        try:
+            if repo.get_bytes(orig) != repo.get_bytes(copy):
+                report.problems.append(f"pgbackrest: {orig} and {copy} differ (one of them is damaged)")
+        except BackupError as exc:
+            report.problems.append(f"pgbackrest: {exc}")
+
+
+def _pg_parts(sets: list[BackupSet]):
+    return [(s, p) for s in sets for p in s.parts if p.engine == "pgbackrest"]
 
 
 def _check_pgbackrest(br: PgBackRest, sets: list[BackupSet], report: VerifyReport) -> None:
-    labels = [p.meta["label"] for s in sets for p in s.parts if p.engine == "pgbackrest"]
-    if not labels:
-        return
+    parts = _pg_parts(sets)
+    where = f"pgbackrest stanza {br.stanza}"
+    for name in ("backup.info", "archive.info"):  # neither the info files nor their copies may be gone
+        kind = name.split(".")[0]
+        for key in (f"{PGBACKREST_DIR}/{kind}/{br.stanza}/{name}", f"{PGBACKREST_DIR}/{kind}/{br.stanza}/{name}.copy"):
+            try:
+                if not br.repo.exists(key):
+                    report.problems.append(f"{where}: {key} is missing")
+            except BackupError as exc:
+                report.problems.append(f"{where}: {exc}")
     try:
         info = br.info()
-        known = {b.label: b for b in info.backups}
-        for label in labels:
-            if label not in known:
-                report.problems.append(f"pgbackrest: backup {label} is missing from the repository")
-            elif known[label].error:
-                report.problems.append(f"pgbackrest: backup {label} is flagged with errors")
-        report.problems += [f"pgbackrest verify: {p}" for p in br.verify()]
-        report.pgbackrest_verified = True
-        starts = sorted(p.meta["wal_start"] for s in sets for p in s.parts if p.engine == "pgbackrest")
-        for archive_id, segs in br.archived_segments().items():
-            report.wal_segments_checked += len(segs)
-            report.problems += [f"pgbackrest {archive_id}: {g}" for g in wal_gaps(segs, starts[0] if starts else None)]
-        for s in sets:
-            for p in s.parts:
-                if p.engine == "pgbackrest":
-                    _check_range(p.meta["wal_start"], p.meta["wal_stop"], br, s, report)
     except BackupError as exc:
-        report.problems.append(f"pgbackrest: {exc}")
+        report.problems.append(f"{where}: {exc}")
+        info = None
+    if info is not None:
+        known = {b.label: b for b in info.backups}
+        for s, p in parts:
+            label = p.meta["label"]
+            if label not in known:
+                report.problems.append(f"set {s.id}: pgbackrest backup {label} is missing from {where}")
+            elif known[label].error:
+                report.problems.append(f"set {s.id}: pgbackrest backup {label} is flagged with errors")
+    try:
+        report.problems += [f"pgbackrest verify ({br.stanza}): {p}" for p in br.verify()]
+        report.pgbackrest_verified = True
+    except BackupError as exc:
+        report.problems.append(f"{where}: verify: {exc}")
+    try:
+        archived = br.archived_segments()
+    except BackupError as exc:
+        report.problems.append(f"{where}: WAL archive unreadable: {exc}")
+        return
+    have = {seg for segs in archived.values() for seg in segs}
+    if not have and parts:
+        report.problems.append(f"{where}: the WAL archive holds no segment")
+    starts = sorted(p.meta["wal_start"] for _, p in parts)
+    for archive_id, segs in archived.items():
+        report.wal_segments_checked += len(segs)
+        report.problems += [f"{where} archive {archive_id}: {g}" for g in wal_gaps(segs, starts[0] if starts else None)]
+    for s, p in parts:
+        tli, a = segno(p.meta["wal_start"])
+        _, b = segno(p.meta["wal_stop"])
+        for n in range(a, b + 1):
+            if segname(tli, n) not in have:
+                report.problems.append(f"set {s.id}: WAL segment {segname(tli, n)} needed for consistency is missing")
 
 
-def _check_range(first: str, last: str, br: PgBackRest, s: BackupSet, report: VerifyReport) -> None:
-    have = {seg for segs in br.archived_segments().values() for seg in segs}
-    tli, a = segno(first)
-    _, b = segno(last)
-    for n in range(a, b + 1):
-        name = f"{tli:08X}{n // SEGMENTS_PER_LOG:08X}{n % SEGMENTS_PER_LOG:08X}"
-        if name not in have:
-            report.problems.append(f"set {s.id}: WAL {name} needed for consistency is missing")
+@contextmanager
+def _engine(repo: Repository, given: PgBackRest | None, workdir: Path | None) -> Iterator[PgBackRest]:
+    """The caller's engine, or a repository-only one (no cluster: verify, info and repo-ls need none)."""
+    if given is not None:
+        yield given
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="chaosdrill-verify-", dir=workdir))
+    chown_pg(tmp)  # pgBackRest runs as the postgres OS user when we are root
+    try:
+        br = PgBackRest(repo=repo, workdir=tmp / "pgbackrest", pg_data=tmp / "no-cluster", pg_port=5432,
+                        stanza=DEFAULT_STANZA)
+        br.write_config()
+        yield br
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def verify_repository(repo: Repository, *, pgbackrest: PgBackRest | None = None, set_id: str | None = None,
-                      deep: bool = True) -> VerifyReport:
+                      deep: bool = True, workdir: Path | None = None) -> VerifyReport:
     """Verify one set and the chain it needs (set_id) or every set (None); never raises for damage."""
     t0 = time.monotonic()
     report = VerifyReport()
     try:
-        repo.check()
-        catalog = Catalog.loads(repo.get_bytes(CATALOG_KEY), f"{repo.describe()}: {CATALOG_KEY}")
+        catalog = load_catalog(repo)
         sets = catalog.list() if set_id is None else catalog.chain(catalog.get(set_id).id)
     except BackupError as exc:
         report.problems.append(str(exc))
@@ -153,8 +249,18 @@ def verify_repository(repo: Repository, *, pgbackrest: PgBackRest | None = None,
     report.sets = [s.id for s in sets]
     for s in sets:
         _check_objects(repo, s, report, deep)
-    if pgbackrest is not None:
-        _check_copies(repo, report)
-        _check_pgbackrest(pgbackrest, sets, report)
+    default = pgbackrest.stanza if pgbackrest is not None else DEFAULT_STANZA
+    stanzas = sorted({p.meta.get("stanza") or default for _, p in _pg_parts(sets)})
+    report.stanzas = stanzas
+    if stanzas:
+        try:
+            with _engine(repo, pgbackrest, workdir) as br:
+                for stanza in stanzas:
+                    in_stanza = [s for s in sets
+                                 if any((p.meta.get("stanza") or default) == stanza for _, p in _pg_parts([s]))]
+                    _check_copies(repo, stanza, report)
+                    _check_pgbackrest(br.for_stanza(stanza), in_stanza, report)
+        except BackupError as exc:  # e.g. pgbackrest not installed: the PostgreSQL part stays unverified
+            report.problems.append(f"PostgreSQL part not verified: {exc}")
     report.duration_s = time.monotonic() - t0
     return report

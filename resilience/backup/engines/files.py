@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from resilience.backup.catalog import BackupPart, BackupType
-from resilience.backup.errors import EngineError, RepositoryCorrupt
+from resilience.backup.errors import BackupError, EngineError, RepositoryCorrupt
 from resilience.backup.repository import Repository, sha256_file
 from resilience.backup.targets import require_empty_dir
 
@@ -120,7 +120,7 @@ class FileTreeEngine:
         """Deep check: every file this part's archive holds matches the manifest's SHA-256."""
         try:
             manifest = cls.load_manifest(repo, part)
-        except (RepositoryCorrupt, ValueError) as exc:
+        except (BackupError, ValueError) as exc:  # damaged or deleted: a problem, never an exception
             return [f"{part.name}: manifest unreadable: {exc}"]
         key = part.meta["archive"]
         mine = {rel: e for rel, e in manifest.items() if e["archive"] == key}
@@ -129,8 +129,8 @@ class FileTreeEngine:
             try:
                 repo.get_file(key, local)
                 _extract(local, list(mine), Path(tmp) / "x", key)
-            except (RepositoryCorrupt, EngineError) as exc:
-                return [str(exc)]
+            except BackupError as exc:
+                return [f"{part.name}: {exc}"]
             return [f"{part.name}: {p}" for p in check_tree(Path(tmp) / "x", mine)]
 
 

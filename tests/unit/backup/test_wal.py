@@ -20,8 +20,9 @@ def test_wal_gaps_per_timeline_and_from_start():
     segs = ["000000010000000000000003", "000000010000000000000004", "000000010000000000000006",
             "0000000100000000000000FF", "000000010000000100000000", "000000020000000100000001"]
     gaps = wal_gaps(segs)
-    assert gaps == ["WAL timeline 1: 1 segment(s) missing after 000000010000000000000004",
-                    "WAL timeline 1: 248 segment(s) missing after 000000010000000000000006"]
+    assert gaps == ["WAL timeline 1: WAL segment 000000010000000000000005 is missing",
+                    "WAL timeline 1: WAL segments 000000010000000000000007 … 0000000100000000000000FE (248) "
+                    "are missing"]
     assert wal_gaps(segs[3:]) == []
     assert wal_gaps(segs[3:], start="0000000100000000000000FE") == [
         "WAL timeline 1: first needed segment 0000000100000000000000FE is missing"]
