@@ -5,10 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: drill test bench lint deps deps-apt clean help
+.PHONY: drill test test-slow bench lint deps deps-apt clean help
 help:
 	@echo "make drill   install, run the default drill (db_outage) on the local environment, print the report path"
 	@echo "make test    install, run the test suite"
+	@echo "make test-slow  install, run the slow end-to-end slice (the whole S3 corruption matrix)"
 	@echo "make bench   install, run the benchmarks (tables + bench/results/)"
 	@echo "make lint    ruff"
 
@@ -35,6 +36,11 @@ drill: deps
 
 test: deps
 	@$(BIN)/python -m pytest tests -q
+
+# Slower end-to-end slice, kept out of `make test` (its budget is 20 min): tests that read
+# CHAOSDRILL_SLOW_TESTS=1 run their whole matrix (e.g. every file class x damage in S3, ~25 s each on moto).
+test-slow: deps
+	@CHAOSDRILL_SLOW_TESTS=1 $(BIN)/python -m pytest tests/integration/backup/test_corruption_matrix.py -q -k s3
 
 bench: deps
 	@$(BIN)/python bench/run_all.py

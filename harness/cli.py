@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,13 @@ console = Console(stderr=True)
 out = Console()
 # Progress is written while pytest captures sys.stderr (--capture=sys); the real stderr is not captured.
 live = Console(file=sys.__stderr__)
+
+class OutputFormat(StrEnum):
+    """--output of `env up` and `doctor`: anything else is bad input (exit 2), not a silent text."""
+
+    text = "text"
+    json = "json"
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="chaosdrill.toml (default ./chaosdrill.toml)")]
 # The bundled scenarios: harness/scenarios is a link to the repo's scenarios/ (so the wheel ships them).
@@ -293,7 +301,7 @@ def cleanup(all_envs: Annotated[bool, typer.Option("--all", help="also stop envi
 
 @env_app.command("up")
 def env_up(config: ConfigOpt = None,
-           output: Annotated[str, typer.Option(help="text or json")] = "text") -> None:
+           output: Annotated[OutputFormat, typer.Option(help="text or json")] = OutputFormat.text) -> None:
     """Start a local environment that keeps running after this command; `env down` stops it."""
     from harness.env.local import LocalEnvironment
 
@@ -338,7 +346,7 @@ def env_list() -> None:
 
 
 @app.command()
-def doctor(output: Annotated[str, typer.Option(help="text or json")] = "text") -> None:
+def doctor(output: Annotated[OutputFormat, typer.Option(help="text or json")] = OutputFormat.text) -> None:
     """What is installed (with versions), what is missing, and how to get it."""
     from harness.doctor import checks
 
