@@ -4,6 +4,8 @@
     chaosdrill env up|down|list     a local environment that outlives the command
     chaosdrill report RUN_DIR       (re)render a run's HTML report
     chaosdrill verify [--backup-id] verify a backup repository (exit 3 naming each damaged object)
+    chaosdrill history              list the runs of a results directory (--json)
+    chaosdrill evidence             build, sign, verify an audit evidence pack for a period
     chaosdrill cleanup [--all]      undo faults and environments a killed run left
     chaosdrill doctor               what is installed, what is missing and how to get it
     chaosdrill toxiproxy            the embedded Toxiproxy-compatible server
@@ -282,6 +284,161 @@ def verify(
         verdict = "[green]intact[/]" if report.ok else f"[red]DAMAGED[/] ({len(report.problems)} problem(s))"
         out.print(f"{what}: {verdict}: {counts}", highlight=False, soft_wrap=True)
     if not report.ok:
+        raise typer.Exit(3)
+
+
+@app.command()
+def history(
+    results: Annotated[Path | None, typer.Option(help="results directory (default from config)")] = None,
+    scenario: Annotated[str | None, typer.Option(help="only this scenario, e.g. dr_restore")] = None,
+    since: Annotated[str | None, typer.Option(help="runs started on or after this date (YYYY-MM-DD or ISO time, UTC)")] = None,
+    until: Annotated[str | None, typer.Option(help="runs started before the end of this date (or before this time)")] = None,
+    verdict: Annotated[str | None, typer.Option(help="passed, failed, inconclusive, aborted or 'not measured'")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the runs as JSON on stdout")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List the runs of a results directory (every result.json); damaged files are listed as skipped."""
+    from harness.evidence.period import parse_day, until_bound
+    from harness.history import OUTCOMES, history_json, load_history
+    from reports.run_report import format_value
+
+    allowed = ("passed", "failed", "inconclusive", "aborted", "not measured")
+    if verdict is not None and verdict not in allowed:
+        raise ConfigError(f"--verdict: {verdict!r} is not a verdict; allowed: {', '.join(allowed)}")
+    start = parse_day(since, "--since") if since else None
+    end = until_bound(until, "--until") if until else None
+    root = results or Path(load_config(config).run.results_dir)
+    hist = load_history(root)
+    runs = hist.select(scenario=scenario, since=start, until=end, verdict=verdict)
+    if as_json:
+        out.print_json(redact(json.dumps(history_json(hist, runs))))
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2))
+    for col in ("run id", "scenario", "started (UTC)", "verdict", "TTD", "MTTR", "RTO", "RPO"):
+        table.add_column(col, no_wrap=True)
+    colors = dict(zip(OUTCOMES, ("green", "red", "red", "yellow", "yellow"), strict=True))
+    for r in runs:
+        h = r.headline
+        table.add_row(r.run_id, r.scenario, r.started_at[:19].replace("T", " "),
+                      f"[{colors[r.outcome]}]{r.outcome}[/]",
+                      *["" if h.get(k) is None else format_value(h[k], "s") for k in ("time_to_detect", "mttr", "rto", "rpo")])
+    (out if out.is_terminal else Console(width=240)).print(table)  # a pipe or a file gets whole lines
+    out.print(f"{len(runs)} run(s) of {len(hist.runs)} in {hist.root}", highlight=False, soft_wrap=True)
+    for s in hist.skipped:
+        out.print(f"[yellow]skipped:[/] {s.path}/result.json: {redact(s.reason)}", highlight=False, soft_wrap=True)
+
+
+evidence_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                            help="Build, sign and verify a DR evidence pack for auditors (docs/evidence.md).")
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.callback()
+def evidence(
+    ctx: typer.Context,
+    period: Annotated[str | None, typer.Option(help="a quarter 2026-Q4, a month 2026-11 or a year (default: this quarter)")] = None,
+    since: Annotated[str | None, typer.Option(help="start date YYYY-MM-DD (with --until), in the policy's time zone")] = None,
+    until: Annotated[str | None, typer.Option(help="last date YYYY-MM-DD, included (with --since)")] = None,
+    policy: Annotated[Path | None, typer.Option(help="evidence policy TOML (default: the shipped one)")] = None,
+    results: Annotated[Path | None, typer.Option(help="results directory (default from config)")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="pack directory to create (default chaosdrill-evidence/<period>-<time>)")] = None,
+    remediation: Annotated[Path | None, typer.Option(help="remediation file (default ./remediation.toml when present)")] = None,
+    upload: Annotated[str | None, typer.Option(help="archive the pack to s3://bucket/prefix with Object Lock retention")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="print evidence.pdf with headless Chromium when installed")] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Build an evidence pack for a period: evidence.html/.pdf/.json, the runs, manifest.sha256.
+
+    Exit 0 when the pack was built (the control verdicts are in it), 2 bad input, 4 tool error."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from datetime import UTC, datetime
+
+    from harness.evidence.pack import build_pack
+    from harness.evidence.period import resolve
+    from harness.evidence.policy import default_policy_text, load_policy
+    from harness.evidence.remediation import load_remediation
+    from harness.evidence.upload import parse_s3_url
+    from harness.inputs import read_text_file
+
+    cfg = load_config(config)
+    pol, source = load_policy(policy)
+    text = read_text_file(policy, "policy file", 1 << 20) if policy else default_policy_text()
+    per = resolve(period, since, until, pol.tz)
+    if upload:
+        parse_s3_url(upload)
+    if remediation is None and Path("remediation.toml").is_file():
+        remediation = Path("remediation.toml")
+    items = load_remediation(remediation)
+    root = results or Path(cfg.run.results_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = output or Path("chaosdrill-evidence") / f"{per.label.replace(' ', '').replace('–', '_')}-{stamp}"
+    with live.status("[bold]building the evidence pack") as status:
+        def progress(message: str) -> None:
+            status.update(f"[bold]{message}")
+
+        result = build_pack(root, target, pol, source, text, per, targets=cfg.targets, items=items,
+                            remediation_source=str(remediation) if remediation else None, pdf=pdf, progress=progress)
+    ev = result.evidence
+    summary = ev["summary"]
+    console.print(f"[bold]{per.label}[/]: {summary['runs']} run(s), {summary['controls_met']}/{summary['controls']} "
+                  f"control(s) met, resilience score {summary['score']}", highlight=False, soft_wrap=True)
+    for c in ev["controls"]:
+        if c["status"] != "met":
+            console.print(f"  [red]{c['status']}[/]: {c['id']}", highlight=False, soft_wrap=True)
+    for s in ev["skipped"]:
+        console.print(f"[yellow]skipped:[/] {s['path']}/result.json: {redact(s['reason'])}", highlight=False, soft_wrap=True)
+    if result.pdf is None:
+        console.print(result.pdf_note, highlight=False, soft_wrap=True)
+    if upload:
+        from harness.evidence.upload import upload_pack
+
+        rep = upload_pack(result.path, upload, pol.archive)
+        console.print(f"uploaded {len(rep.objects)} object(s) to {rep.url} ({rep.mode} retention until "
+                      f"{rep.retain_until:%Y-%m-%d}, checked on every object)", highlight=False, soft_wrap=True)
+    out.print(f"evidence pack: {result.path}", soft_wrap=True, highlight=False)
+
+
+@evidence_app.command("sign")
+def evidence_sign(
+    pack: Annotated[Path, typer.Argument(help="an evidence pack directory")],
+    by: Annotated[str, typer.Option("--by", help="who approves")],
+    role: Annotated[str | None, typer.Option(help="their role")] = None,
+    note: Annotated[str | None, typer.Option(help="a note recorded with the approval")] = None,
+) -> None:
+    """Record an approval (who, when, SHA-256 of the manifest) in PACK/signoff.json; exit 3 if the pack was altered."""
+    from harness.evidence.sign import sign
+
+    approval = sign(pack, by, role, note)
+    out.print(f"signed by {approval['by']} at {approval['at']}: manifest sha256 {approval['manifest_sha256']}",
+              highlight=False, soft_wrap=True)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    pack: Annotated[Path, typer.Argument(help="an evidence pack directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the verification as JSON")] = False,
+) -> None:
+    """Re-hash every file of PACK; exit 3 naming each file changed, added or removed, or a sign-off that no longer matches."""
+    from harness.evidence.sign import verify as verify_pack
+
+    rep = verify_pack(pack)
+    if as_json:
+        out.print_json(json.dumps(rep.to_dict()))
+    else:
+        for kind, names in (("changed", rep.changed), ("added", rep.added), ("removed", rep.removed)):
+            for name in names:
+                out.print(f"[red]{kind}:[/] {name}", highlight=False, soft_wrap=True)
+        if rep.signoff_problem:
+            out.print(f"[red]sign-off:[/] {rep.signoff_problem}", highlight=False, soft_wrap=True)
+        for s in rep.signoffs:
+            state = "[green]matches the manifest[/]" if s["matches"] else "[red]does NOT match the manifest[/]"
+            out.print(f"sign-off by {s['by']}{' (' + s['role'] + ')' if s.get('role') else ''} at {s['at']}: {state}",
+                      highlight=False, soft_wrap=True)
+        verdict = "[green]intact[/]" if rep.intact else "[red]ALTERED[/]"
+        out.print(f"{pack}: {verdict}: {rep.files} file(s) in the manifest, {len(rep.signoffs)} sign-off(s)",
+                  highlight=False, soft_wrap=True)
+    if not rep.ok:
         raise typer.Exit(3)
 
 

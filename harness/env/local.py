@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -153,7 +154,16 @@ class LocalEnvironment:
         return AllowList.of(endpoints=[(e.host, e.port) for e in endpoints], pids=pids)
 
     def versions(self) -> dict[str, str]:
+        from harness.results import chaosdrill_version
+
         found = {"postgres": self.postgres.version(), "redis": self.redis.version()}
+        pgbackrest = shutil.which("pgbackrest")
+        if pgbackrest:  # the backup tool a drill uses: its version is DR evidence (the evidence pack shows it)
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                text = subprocess.run([pgbackrest, "version"], capture_output=True, text=True, timeout=10).stdout
+                found["pgbackrest"] = text.strip() or "unknown"
+        if self.app is not None:
+            found["app"] = f"chaosdrill reference app {chaosdrill_version()}"
         if self.toxiproxy is not None and self.toxiproxy.running():
             from harness.toxiproxy.client import ToxiproxyClient
 

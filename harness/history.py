@@ -1,0 +1,388 @@
+"""Run history: every run that wrote a `result.json` under a results directory, summarised.
+
+`result.json` files are the source of truth. `<results>/.chaosdrill-index.json` is only a cache of
+the summaries (keyed by each file's size, mtime and inode): it is rebuilt when missing, damaged or
+written by another version, and a summary is re-read whenever its file changed. Deleting it loses
+nothing.
+
+Loading is defensive: results written by older chaosdrill versions (fewer objectives, no
+`environment.versions`, no `host`, no `anchor`, even no `schema_version`) still load; a damaged
+or foreign file is a `Skipped` entry with a one-line reason, never an exception.
+
+A run's *outcome* is what the evidence pack judges (docs/evidence.md):
+
+    passed         the run's verdict passed
+    failed         an objective was missed (verdict failed) and the run ran to its end
+    aborted        a drill that broke, was refused or interrupted (measurements.status)
+    inconclusive   nothing failed, but some objective was not measured
+    not measured   the run measured none of its objectives (or has none)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.results import MAX_RESULT_BYTES, SCHEMA_VERSION, chaosdrill_version
+
+RESULT_NAME = "result.json"
+INDEX_NAME = ".chaosdrill-index.json"
+INDEX_VERSION = 1
+OUTCOMES = ("passed", "failed", "aborted", "inconclusive", "not measured")
+DRILL_SCENARIOS = {"dr_restore": "DR drill", "replica_failover": "failover"}
+# The headline objectives: key → the name (or name prefix) the run's objectives use for it.
+HEADLINE = {"time_to_detect": "time to detect", "mttr": "MTTR", "rto": "RTO", "rpo": "RPO"}
+HEADLINE_LABELS = {"time_to_detect": "TTD", "mttr": "MTTR", "rto": "RTO", "rpo": "RPO"}
+_ABORTED_STATUS = {"failed", "aborted", "interrupted"}
+
+
+def objective_key(name: str) -> str | None:
+    """The headline key of an objective name ("RTO (declared → …)" → "rto"), or None."""
+    for key, prefix in HEADLINE.items():
+        if name == prefix or name.startswith(prefix + " "):
+            return key
+    return None
+
+
+def parse_time(text: Any) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (a naive one is taken as UTC); None if unreadable."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+@dataclass
+class RunSummary:
+    """What history and evidence need about one run (small: 10,000 of them fit in memory)."""
+
+    run_id: str
+    scenario: str
+    kind: str                     # fault | DR drill | failover
+    started_at: str               # ISO 8601, UTC
+    finished_at: str | None
+    verdict: str
+    outcome: str                  # one of OUTCOMES
+    reason: str                   # why it is not passed ("" when passed)
+    headline: dict[str, float | None]
+    objectives: list[dict[str, Any]]
+    versions: dict[str, str]
+    path: str                     # the run directory, relative to the results directory
+    schema_version: int | None
+    drill: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def start(self) -> datetime:
+        return parse_time(self.started_at) or datetime.min.replace(tzinfo=UTC)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class History:
+    root: Path
+    runs: list[RunSummary]
+    skipped: list[Skipped]
+
+    def select(self, scenario: str | None = None, since: datetime | None = None, until: datetime | None = None,
+               verdict: str | None = None) -> list[RunSummary]:
+        """Runs that started in [since, until), of `scenario`, with `verdict` (or outcome), oldest first."""
+        out = []
+        for r in self.runs:
+            t = r.start
+            if (scenario and r.scenario != scenario) or (since and t < since) or (until and t >= until):
+                continue
+            if verdict and verdict not in (r.verdict, r.outcome):
+                continue
+            out.append(r)
+        return out
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _text(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _objectives(raw: Any) -> list[dict[str, Any]]:
+    out = []
+    for o in raw if isinstance(raw, list) else []:
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+            continue
+        passed = o.get("passed")
+        out.append({"name": _text(o["name"], 120), "key": objective_key(o["name"]),
+                    "target": _finite(o.get("target")), "achieved": _finite(o.get("achieved")),
+                    "unit": _text(o.get("unit"), 20), "better": "higher" if o.get("better") == "higher" else "lower",
+                    "passed": passed if isinstance(passed, bool) else None, "note": _text(o.get("note"), 200)})
+    return out
+
+
+def _headline(measurements: dict[str, Any], objectives: list[dict[str, Any]]) -> dict[str, float | None]:
+    fault = measurements.get("fault") if isinstance(measurements.get("fault"), dict) else {}
+    drill = measurements.get("drill") if isinstance(measurements.get("drill"), dict) else {}
+    head = {"time_to_detect": _finite(fault.get("time_to_detect_s")), "mttr": _finite(fault.get("mttr_s")),
+            "rto": _finite(drill.get("rto_s")), "rpo": _finite(drill.get("rpo_s"))}
+    for o in objectives:  # older results (or other runners) may carry only the objective
+        if o["key"] and head.get(o["key"]) is None:
+            head[o["key"]] = o["achieved"]
+    rows = drill.get("rows_lost")
+    head["rows_lost"] = _finite(rows)
+    return head
+
+
+def _drill_detail(m: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The facts an auditor reads about one DR drill: backup set, LSN/WAL range, checks, RTO steps."""
+    drill = m.get("drill") if isinstance(m.get("drill"), dict) else {}
+    bset = m.get("backup_set") if isinstance(m.get("backup_set"), dict) else {}
+    verification = m.get("verification") if isinstance(m.get("verification"), dict) else {}
+    checks = []
+    for name, c in (verification.get("checks") or {}).items() if isinstance(verification.get("checks"), dict) else []:
+        if isinstance(c, dict):
+            checks.append({"name": _text(name, 120), "passed": c.get("passed") if isinstance(c.get("passed"), bool)
+                           else None})
+    smoke = verification.get("smoke")
+    if isinstance(smoke, dict):
+        checks.append({"name": "app smoke test", "passed": smoke.get("passed") if isinstance(smoke.get("passed"), bool)
+                       else None})
+    steps = drill.get("steps") if isinstance(drill.get("steps"), dict) else {}
+    env = result.get("environment") if isinstance(result.get("environment"), dict) else {}
+    return {"status": _text(m.get("status"), 40) or None, "error": _text(m.get("error")) or None,
+            "backup_set": _text(bset.get("id"), 80) or None, "backup_type": _text(bset.get("type"), 20) or None,
+            "backup_finished_at": _text(bset.get("finished_at"), 64) or None,
+            "lsn_range": _text(bset.get("lsn_range"), 120) or None, "wal_range": _text(bset.get("wal_range"), 120) or None,
+            "checks": checks, "rto_steps": {_text(k, 40): _finite(v) for k, v in steps.items()},
+            "rows_lost": _finite(drill.get("rows_lost")), "backup_age_s": _finite(drill.get("backup_age_s")),
+            "verified": drill.get("verified") if isinstance(drill.get("verified"), bool) else None,
+            "repository": _text(env.get("repository"), 200) or None}
+
+
+def _versions(result: dict[str, Any]) -> dict[str, str]:
+    env = result.get("environment") if isinstance(result.get("environment"), dict) else {}
+    raw = env.get("versions") if isinstance(env.get("versions"), dict) else {}
+    out = {_text(k, 40): _text(v, 160) for k, v in raw.items() if isinstance(v, str | int | float)}
+    host = result.get("host") if isinstance(result.get("host"), dict) else {}
+    if isinstance(host.get("chaosdrill"), str):
+        out["chaosdrill"] = _text(host["chaosdrill"], 40)
+    return out
+
+
+def outcome_of(verdict: str, objectives: list[dict[str, Any]], status: str | None) -> str:
+    if status in _ABORTED_STATUS:
+        return "aborted"
+    if verdict == "passed":
+        return "passed"
+    if verdict == "failed":
+        return "failed"
+    if not objectives or all(o["achieved"] is None for o in objectives):
+        return "not measured"
+    return "inconclusive"
+
+
+def _reason(outcome: str, objectives: list[dict[str, Any]], m: dict[str, Any], notes: list[str]) -> str:
+    if outcome == "passed":
+        return ""
+    parts = []
+    if outcome == "aborted":
+        parts.append(f"drill {_text(m.get('status'), 40)}" + (f": {_text(m.get('error'))}" if m.get("error") else ""))
+    for o in objectives:
+        if o["passed"] is False:
+            parts.append(f"{o['name']} missed" + (f" ({o['note']})" if o["note"] else ""))
+        elif o["passed"] is None and outcome != "aborted":
+            parts.append(f"{o['name']} not measured" + (f" ({o['note']})" if o["note"] else ""))
+    if not objectives and outcome != "aborted":
+        parts.append("the run has no objectives")
+    parts += notes[:2]
+    return "; ".join(dict.fromkeys(p for p in parts if p))[:600]
+
+
+def summarize(data: Any, rel_path: str) -> RunSummary:
+    """A RunSummary of one parsed result.json; ValueError with a one-line reason when it is not one."""
+    if not isinstance(data, dict):
+        raise ValueError("not a chaosdrill result (the top level is not an object)")
+    version = data.get("schema_version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise ValueError(f"schema_version {str(version)[:20]!r} is not a number")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version} is newer than this chaosdrill reads ({SCHEMA_VERSION})")
+    for key in ("run_id", "scenario", "started_at", "verdict"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ValueError(f"not a chaosdrill result (missing or bad key {key!r})")
+    if parse_time(data["started_at"]) is None:
+        raise ValueError(f"started_at {data['started_at'][:40]!r} is not an ISO 8601 time")
+    if data["verdict"] not in ("passed", "failed", "inconclusive"):
+        raise ValueError(f"verdict {data['verdict'][:40]!r} is not passed, failed or inconclusive")
+    m = data.get("measurements") if isinstance(data.get("measurements"), dict) else {}
+    objectives = _objectives(data.get("objectives"))
+    notes = [_text(n, 200) for n in data.get("notes") or [] if isinstance(n, str)][:10]
+    scenario = _text(data["scenario"], 80)
+    is_drill = scenario in DRILL_SCENARIOS or isinstance(m.get("drill"), dict)
+    status = m.get("status") if is_drill and isinstance(m.get("status"), str) else None
+    outcome = outcome_of(data["verdict"], objectives, status)
+    finished = data.get("finished_at")
+    return RunSummary(
+        run_id=_text(data["run_id"], 120), scenario=scenario,
+        kind=DRILL_SCENARIOS.get(scenario, "DR drill" if is_drill else "fault"),
+        started_at=parse_time(data["started_at"]).isoformat(),
+        finished_at=parse_time(finished).isoformat() if parse_time(finished) else None,
+        verdict=data["verdict"], outcome=outcome, reason=_reason(outcome, objectives, m, notes),
+        headline=_headline(m, objectives), objectives=objectives, versions=_versions(data), path=rel_path,
+        schema_version=version, drill=_drill_detail(m, data) if is_drill else None, notes=notes)
+
+
+def read_result(path: Path, rel_path: str) -> tuple[RunSummary | None, Skipped | None, bytes | None]:
+    """Read and summarise one result.json: (summary, None, raw bytes) or (None, Skipped, None)."""
+    try:
+        st = path.stat()
+        if st.st_size > MAX_RESULT_BYTES:
+            return None, Skipped(rel_path, f"larger than {MAX_RESULT_BYTES >> 20} MiB: not a result file"), None
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RESULT_BYTES + 1)
+    except OSError as exc:
+        return None, Skipped(rel_path, f"cannot read ({exc.strerror or type(exc).__name__})"), None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return None, Skipped(rel_path, f"not UTF-8 text (bad byte at offset {exc.start})"), None
+    except json.JSONDecodeError as exc:
+        return None, Skipped(rel_path, f"corrupt JSON ({exc.msg} at line {exc.lineno})"), None
+    except (ValueError, RecursionError) as exc:
+        return None, Skipped(rel_path, f"corrupt JSON ({type(exc).__name__})"), None
+    try:
+        return summarize(data, rel_path), None, raw
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        return None, Skipped(rel_path, _text(str(exc), 200) or type(exc).__name__), None
+
+
+def _candidates(root: Path) -> Iterable[tuple[str, Path]]:
+    """(relative path, result.json) of every run directory: `<root>/<run>/result.json`."""
+    if (root / RESULT_NAME).is_file():  # the directory given is itself a run
+        yield ".", root / RESULT_NAME
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise ConfigError(f"{root}: cannot read the results directory ({exc.strerror or type(exc).__name__})") from None
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        candidate = Path(entry.path) / RESULT_NAME
+        if os.path.lexists(candidate):
+            yield entry.name, candidate
+
+
+def _stat_key(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _load_index(root: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((root / INDEX_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("index_version") != INDEX_VERSION \
+            or data.get("chaosdrill") != chaosdrill_version() or not isinstance(data.get("runs"), dict):
+        return {}
+    return data["runs"]
+
+
+def _save_index(root: Path, entries: dict[str, Any]) -> None:
+    """Best effort: a read-only results directory just has no cache."""
+    tmp = root / f"{INDEX_NAME}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"index_version": INDEX_VERSION, "chaosdrill": chaosdrill_version(),
+                       "note": "a cache of result.json summaries; delete it at any time", "runs": entries}, f)
+        os.replace(tmp, root / INDEX_NAME)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def check_results_dir(root: Path | str, what: str = "--results") -> Path:
+    root = Path(root)
+    if not root.exists():
+        raise ConfigError(f"{what}: {root}: no such directory; allowed: a results directory (holds <run-id>/result.json)")
+    if not root.is_dir():
+        raise ConfigError(f"{what}: {root} is not a directory; allowed: a results directory")
+    return root
+
+
+def load_history(root: Path | str, *, use_index: bool = True) -> History:
+    """Every run under `root`, oldest first, and every result.json that could not be read, with why."""
+    root = check_results_dir(root)
+    cached = _load_index(root) if use_index else {}
+    entries: dict[str, Any] = {}
+    runs: list[RunSummary] = []
+    skipped: list[Skipped] = []
+    changed = not cached
+    for rel, path in _candidates(root):
+        key = _stat_key(path)
+        hit = cached.get(rel)
+        if key is not None and isinstance(hit, dict) and hit.get("stat") == key:
+            try:
+                if "summary" in hit:
+                    runs.append(RunSummary.from_dict(hit["summary"]))
+                else:
+                    skipped.append(Skipped(rel, str(hit["skipped"])))
+                entries[rel] = hit
+                continue
+            except (TypeError, KeyError):
+                pass
+        changed = True
+        summary, skip, _ = read_result(path, rel)
+        if summary is not None:
+            runs.append(summary)
+            entries[rel] = {"stat": key, "summary": summary.to_dict()}
+        else:
+            assert skip is not None
+            skipped.append(skip)
+            entries[rel] = {"stat": key, "skipped": skip.reason}
+    if use_index and (changed or len(entries) != len(cached)):
+        _save_index(root, entries)
+    runs.sort(key=lambda r: (r.start, r.run_id))
+    return History(root, runs, skipped)
+
+
+def history_json(history: History, runs: list[RunSummary]) -> dict[str, Any]:
+    """`chaosdrill history --json`: a stable shape (history_schema_version)."""
+    return {"history_schema_version": 1, "results": str(history.root), "count": len(runs),
+            "runs": [{"run_id": r.run_id, "scenario": r.scenario, "kind": r.kind, "started_at": r.started_at,
+                      "finished_at": r.finished_at, "verdict": r.verdict, "outcome": r.outcome, "reason": r.reason,
+                      "headline": r.headline, "path": r.path, "schema_version": r.schema_version,
+                      "backup_set": (r.drill or {}).get("backup_set")} for r in runs],
+            "skipped": [{"path": s.path, "reason": s.reason} for s in history.skipped]}
