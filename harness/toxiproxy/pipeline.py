@@ -463,6 +463,13 @@ class ToxicStub:
         # Toxicity is rolled each time a toxic starts on a connection, as upstream does.
         toxic = wrapper.toxic if random.random() < wrapper.toxicity else NOOP
         await toxic.pipe(self)
+        if self.saw_eof and not self.closed:
+            # Interrupted while holding the end of the stream (slow_close waiting to pass the
+            # FIN on, reset_peer timing out on an EOF): put the end back, so whatever runs
+            # next, the toxic restarted or a removal's flush, hands it on. Otherwise the
+            # connection would outlive its toxic, never closing.
+            self.input.items.appendleft(None)
+            self.saw_eof = False
 
     def start(self, wrapper: ToxicWrapper) -> None:
         self.task = self._loop.create_task(self.run(wrapper))
