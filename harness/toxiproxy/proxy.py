@@ -26,7 +26,7 @@ from harness.toxiproxy.metrics import ProxyMetrics
 from harness.toxiproxy.pipeline import Connection, Link
 from harness.toxiproxy.toxics import DOWNSTREAM, NOOP_WRAPPER, TOXICS, UPSTREAM, ToxicWrapper
 
-__all__ = ["ApiError", "LiveProxy", "ProxyCollection", "ToxicCollection", "bind_listener"]
+__all__ = ["ApiError", "LiveProxy", "ProxyCollection", "ToxicCollection", "bind_listener", "check_name"]
 
 _RECONFIGURE_WAIT = 2.0  # seconds an API call waits for live connections to take a toxic change
 
@@ -82,11 +82,31 @@ TOXIC_SCHEMA = Struct(
 )
 
 
+MAX_NAME_BYTES = 4096  # percent-encoded (up to 3 × as long), a proxy and a toxic name fit any client's URL
+
+
 def _decode(body: bytes, schema: Any) -> Any:
     try:
-        return gojson.decode(body, schema)
+        value = gojson.decode(body, schema)
     except GoJSONError as exc:
         raise ERR_BAD_REQUEST_BODY.join(str(exc)) from None
+    if value is None and isinstance(schema, Struct):
+        return {}  # a JSON null leaves Go's struct as it was: every field absent
+    return value
+
+
+def check_name(name: str, what: str = "proxy") -> None:
+    """Refuse (400) a name that no URL could address again, so whatever is created can be read
+    and deleted. Upstream accepts these and then cannot route to them (a deliberate difference)."""
+    if "/" in name:
+        why = "it contains '/'"
+    elif name in (".", ".."):
+        why = f"'{name}' is a path segment"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        why = f"it is longer than {MAX_NAME_BYTES} bytes"
+    else:
+        return
+    raise ApiError(f"invalid {what} name: {why}", 400)
 
 
 # --- listening, with Go's error wording ---------------------------------------------------------
@@ -235,6 +255,7 @@ class ToxicCollection:
         cls = TOXICS.get(type_)
         if cls is None:
             raise ERR_INVALID_TOXIC_TYPE
+        check_name(name, "toxic")
         if self.find(name) is not None:
             raise ERR_TOXIC_EXISTS
         attrs = self._attributes(body, cls, {})
@@ -389,6 +410,7 @@ class ProxyCollection:
             raise ERR_MISSING_FIELD.join("name")
         if not upstream:
             raise ERR_MISSING_FIELD.join("upstream")
+        check_name(name)
         if name in self.proxies:
             raise ERR_PROXY_EXISTS
         proxy = self.new(name, data.get("listen") or "", upstream)
@@ -421,12 +443,13 @@ class ProxyCollection:
             await proxy.toxics.reset()
 
     async def populate_json(self, body: bytes) -> list[LiveProxy]:
-        """Validate every item, then add or replace in order; on failure `err.proxies` holds the ones done."""
+        """Validate every item, then add or replace them one by one, in order (upstream's
+        PopulateJson and AddOrReplace). An item that fails to listen stops the run: the items
+        before it stay, and `err.proxies` lists them. A name given twice: the last item wins."""
         items = _decode(body, POPULATE_SCHEMA)
         if items is None:
             items = []
-        planned: list[tuple[LiveProxy, bool, str]] = []
-        names: set[str] = set()
+        planned: list[tuple[str, str, str, bool]] = []
         for i, item in enumerate(items, 1):
             item = item or {}
             name, upstream = item.get("name") or "", item.get("upstream") or ""
@@ -434,32 +457,29 @@ class ProxyCollection:
                 raise ERR_MISSING_FIELD.join(f"name at proxy {i}")
             if not upstream:
                 raise ERR_MISSING_FIELD.join(f"upstream at proxy {i}")
-            if name in names:
-                raise ApiError(f"duplicate proxy name {gojson.dumps(name).decode()}")
-            names.add(name)
+            check_name(name)
             enabled = item.get("enabled")
-            enabled = True if enabled is None else enabled
-            listen = item.get("listen") or ""
-            compare = listen
-            if enabled:
-                ip, port = await resolve_listen(listen)
-                compare = _fmt(ip, port)
-            planned.append((self.new(name, listen, upstream), enabled, compare))
+            planned.append((name, item.get("listen") or "", upstream, True if enabled is None else enabled))
         done: list[LiveProxy] = []
-        for proxy, enabled, compare in planned:
-            existing = self.proxies.get(proxy.name)
-            if existing is not None:
-                if existing.listen in (compare, proxy.listen) and existing.upstream == proxy.upstream:
-                    done.append(existing)
-                    continue
-                existing.stop()
-            if enabled:
-                try:
+        for name, listen, upstream, enabled in planned:
+            proxy = self.new(name, listen, upstream)
+            try:
+                existing = self.proxies.get(name)
+                if existing is not None:
+                    compare = listen
+                    if enabled:
+                        ip, port = await resolve_listen(listen)
+                        compare = _fmt(ip, port)
+                    if existing.listen in (compare, listen) and existing.upstream == upstream:
+                        done.append(existing)
+                        continue
+                    existing.stop()
+                if enabled:
                     await proxy.start()
-                except ApiError as exc:
-                    exc.proxies = done  # type: ignore[attr-defined]
-                    raise
-            self.proxies[proxy.name] = proxy
+            except ApiError as exc:
+                exc.proxies = done  # type: ignore[attr-defined]
+                raise
+            self.proxies[name] = proxy
             done.append(proxy)
         return done
 

@@ -345,3 +345,76 @@ def test_populate_listen_failure_keeps_earlier_items(http, tp, echo):
 def test_client_error_mapping_against_server(tp):
     with pytest.raises(BadRequest, match="missing required field: upstream"):
         tp.create_proxy("x", upstream="")
+
+
+def test_populate_applies_in_order_a_bad_listen_keeps_earlier_items(http, tp, echo):
+    """Items are validated first, then applied one by one: a listen address that cannot be used in
+    item 2 answers 500 listing item 1, which stays created (issue 12, item 2)."""
+    body = [
+        {"name": "one", "listen": "127.0.0.1:0", "upstream": echo.address},
+        {"name": "two", "listen": "127.0.0.1", "upstream": echo.address},
+        {"name": "three", "listen": "127.0.0.1:0", "upstream": echo.address},
+    ]
+    r = http.post("/populate", json=body)
+    assert r.status_code == 500
+    data = r.json()
+    assert data["error"] == "listen tcp: address 127.0.0.1: missing port in address"
+    assert data["status"] == 500
+    assert [p["name"] for p in data["proxies"]] == ["one"] and data["proxies"][0]["enabled"] is True
+    assert set(tp.proxies()) == {"one"}
+    s = socket.create_connection(tuple(tp.get_proxy("one").listen.rsplit(":", 1)), timeout=5)
+    s.close()
+
+
+def test_populate_duplicate_names_last_wins(http, tp, echo):
+    body = [
+        {"name": "dup", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"},
+        {"name": "dup", "listen": "127.0.0.1:0", "upstream": echo.address},
+    ]
+    r = http.post("/populate", json=body)
+    assert r.status_code == 201, r.text
+    assert [p["name"] for p in r.json()["proxies"]] == ["dup", "dup"]
+    proxies = tp.proxies()
+    assert list(proxies) == ["dup"] and proxies["dup"].upstream == echo.address and proxies["dup"].enabled
+    s = socket.create_connection(tuple(proxies["dup"].listen.rsplit(":", 1)), timeout=5)
+    s.sendall(b"hi")
+    assert s.recv(2) == b"hi"
+    s.close()
+
+
+def test_json_null_bodies_are_client_errors(http, tp, echo):
+    """`null` decodes to an empty Go struct: missing fields (400), an invalid toxic type (400), or
+    an update that changes nothing (200), as upstream."""
+    assert http.post("/proxies", content=b"null").json() == {"error": "missing required field: name", "status": 400}
+    assert http.post("/populate", content=b"null").status_code == 201
+    tp.create_proxy("n", upstream=echo.address)
+    _error(http.post("/proxies/n/toxics", content=b"null"), 400, "invalid toxic type")
+    assert http.patch("/proxies/n", content=b"null").status_code == 200
+    tp.add_toxic("n", "latency", name="l")
+    assert http.patch("/proxies/n/toxics/l", content=b"null").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["a/b", ".", "..", "x" * 4097, "é" * 2049])
+def test_unaddressable_names_are_refused(http, tp, echo, name):
+    """A name no URL can address again is refused at creation, so whatever exists can be deleted."""
+    r = http.post("/proxies", json={"name": name, "upstream": echo.address, "enabled": False})
+    assert r.status_code == 400 and r.json()["error"].startswith("invalid proxy name")
+    r = http.post("/populate", json=[{"name": name, "upstream": echo.address, "enabled": False}])
+    assert r.status_code == 400 and tp.proxies() == {}
+    tp.create_proxy("p", upstream=echo.address, enabled=False)
+    r = http.post("/proxies/p/toxics", json={"name": name, "type": "noop"})
+    assert r.status_code == 400 and r.json()["error"].startswith("invalid toxic name")
+
+
+def test_long_and_odd_names_can_be_read_and_deleted(http, tp, echo):
+    from urllib.parse import quote
+
+    for name in ["é" * 2048, "x" * 4096, "a b?c#d%e", "\u2028\n\t", "\ufffd"]:
+        r = http.post("/proxies", json={"name": name, "upstream": echo.address, "enabled": False})
+        assert r.status_code == 201, r.text
+        path = "/proxies/" + quote(name, safe="")
+        assert http.get(path).json()["name"] == name
+        assert http.post(path + "/toxics", json={"name": name, "type": "noop"}).status_code == 200
+        assert http.delete(path + "/toxics/" + quote(name, safe="")).status_code == 204
+        assert http.delete(path).status_code == 204
+    assert tp.proxies() == {}
