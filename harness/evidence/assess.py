@@ -125,11 +125,6 @@ def assess_controls(policy: Policy, judged: dict[str, list[tuple[RunSummary, str
     return drills, controls, score
 
 
-def _nearest_rank(values: np.ndarray, q: float) -> float:
-    v = np.sort(values)
-    return float(v[max(0, math.ceil(q / 100 * len(v)) - 1)])
-
-
 def objective_frame(runs: list[RunSummary], targets: dict[str, float], judged_out: dict[str, str]) -> pd.DataFrame:
     """One row per (run, objective): the raw data the objectives table and charts aggregate."""
     rows = []
@@ -153,39 +148,34 @@ def objective_frame(runs: list[RunSummary], targets: dict[str, float], judged_ou
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (scenario, objective): count, measured, pass rate, median, p95 and worst (nearest rank)."""
+    """Per (scenario, objective): count, measured, pass rate, median, p95 and worst (nearest rank), vectorised."""
+    cols = ["scenario", "objective", "key", "unit", "better", "target", "count", "measured", "passed", "judged",
+            "pass_rate", "median", "p95", "worst", "first", "last"]
     if df.empty:
-        return pd.DataFrame(columns=["scenario", "objective", "key", "unit", "better", "target", "count", "measured",
-                                     "passed", "pass_rate", "median", "p95", "worst", "first", "last"])
-    measured = df[df["achieved"].notna()]
-
-    def stats(g: pd.DataFrame) -> pd.Series:
-        vals = g["achieved"].to_numpy(dtype=float)
-        better = g["better"].iloc[0]
-        judged = g["passed"].dropna()
-        return pd.Series({
-            "unit": g["unit"].iloc[0], "key": g["key"].iloc[0], "better": better,
-            "target": float(g["target"].iloc[-1]) if g["target"].notna().any() else None,
-            "count": len(g), "passed": int(judged.astype(bool).sum()), "judged": len(judged),
-            "measured": int(np.isfinite(vals).sum()) if len(vals) else 0,
-            "first": g["started_at"].min(), "last": g["started_at"].max()})
-
-    base = df.groupby(["scenario", "objective"], sort=True).apply(stats, include_groups=False)
-    if not measured.empty:
-        grouped = measured.groupby(["scenario", "objective"], sort=True)["achieved"]
-        base["median"] = grouped.median()
-        base["p95"] = grouped.agg(lambda s: _nearest_rank(s.to_numpy(dtype=float), 95))
-        hi = grouped.max()
-        lo = grouped.min()
-        base["worst"] = np.where(base["better"] == "higher", lo.reindex(base.index), hi.reindex(base.index))
-        base["p95"] = np.where(base["better"] == "higher",
-                               measured.groupby(["scenario", "objective"])["achieved"]
-                               .agg(lambda s: _nearest_rank(s.to_numpy(dtype=float), 5)).reindex(base.index),
-                               base["p95"].reindex(base.index))
+        return pd.DataFrame(columns=cols)
+    keys = ["scenario", "objective"]
+    df = df.assign(passed_f=df["passed"].map({True: 1.0, False: 0.0}).astype(float))
+    g = df.groupby(keys, sort=True)
+    base = g.agg(key=("key", "first"), unit=("unit", "first"), better=("better", "first"), target=("target", "last"),
+                 count=("run_id", "size"), measured=("achieved", "count"), passed=("passed_f", "sum"),
+                 judged=("passed_f", "count"), median=("achieved", "median"), hi=("achieved", "max"),
+                 lo=("achieved", "min"), first=("started_at", "min"), last=("started_at", "max"))
+    higher = base["better"] == "higher"
+    base["worst"] = np.where(higher, base["lo"], base["hi"])
+    # nearest rank: the value at position ceil(q/100 · n) of the sorted measured values (q = 5 where higher is better)
+    m = df[df["achieved"].notna()].sort_values([*keys, "achieved"], kind="mergesort")
+    if not m.empty:
+        rank = m.groupby(keys, sort=False).cumcount().to_numpy()
+        n = m.groupby(keys, sort=False)["achieved"].transform("size").to_numpy()
+        hib = (m["better"] == "higher").to_numpy()
+        want = np.maximum(np.ceil(np.where(hib, 0.05, 0.95) * n).astype(int) - 1, 0)
+        picked = m[rank == want].set_index(keys)["achieved"]
+        base["p95"] = picked.reindex(base.index)
     else:
-        base["median"] = base["p95"] = base["worst"] = np.nan
-    base["pass_rate"] = np.where(base["judged"] > 0, base["passed"] / base["judged"].where(base["judged"] > 0, 1), np.nan)
-    return base.reset_index()
+        base["p95"] = np.nan
+    base["passed"] = base["passed"].astype(int)
+    base["pass_rate"] = base["passed"] / base["judged"].where(base["judged"] > 0)
+    return base.drop(columns=["hi", "lo"]).reset_index()[cols]
 
 
 def _clean(v: Any) -> Any:
