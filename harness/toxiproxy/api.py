@@ -13,22 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import re
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from urllib.parse import unquote
+from urllib.parse import quote, unquote_to_bytes
 
 from harness.toxiproxy import gojson
 from harness.toxiproxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from harness.toxiproxy.metrics import ProxyMetrics
 from harness.toxiproxy.proxy import ERR_TOXIC_NOT_FOUND, ApiError, ProxyCollection
 
-__all__ = ["ApiHandler", "VERSION"]
+__all__ = ["ApiHandler", "LINE_LIMIT", "VERSION"]
+
+log = logging.getLogger(__name__)
 
 VERSION = "2.12.0"  # the Toxiproxy release whose API we reproduce (see docs/toxiproxy.md)
-_MAX_HEADER = 64 * 1024
+_MAX_HEADER = (1 << 20) + 4096  # request line plus headers, as Go's DefaultMaxHeaderBytes (+ its slack)
+LINE_LIMIT = _MAX_HEADER  # the stream reader's limit: one line may use the whole header budget
 _MAX_BODY = 16 * 1024 * 1024
 _IDLE_TIMEOUT = 60.0
 _READ_TIMEOUT = 15.0
@@ -44,6 +48,7 @@ _REASONS = {
     405: "Method Not Allowed",
     409: "Conflict",
     413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
 }
 _B32 = "0123456789abcdefghijklmnopqrstuv"
@@ -72,7 +77,10 @@ class Request:
         self.version = version
         self.headers = headers
         self.body = body
-        self.path = unquote(target.split("?", 1)[0], errors="replace")
+        # Percent-decoded bytes, read as UTF-8 (Go compares the raw bytes with names, which are
+        # UTF-8); the target was read as Latin-1, so encoding it back gives the bytes sent.
+        raw = target.split("?", 1)[0].encode("latin-1", "replace")
+        self.path = unquote_to_bytes(raw).decode("utf-8", "replace")
 
 
 class Response:
@@ -83,7 +91,8 @@ class Response:
         self.body = body
         self.headers = headers or []
 
-    def encode(self, keep_alive: bool) -> bytes:
+    def encode(self, keep_alive: bool, head: bool = False) -> bytes:
+        """The response bytes; a HEAD answer has the headers a GET would, and never a body."""
         lines = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Status')}"]
         lines += [f"{k}: {v}" for k, v in self.headers]
         lines.append(f"Date: {formatdate(usegmt=True)}")
@@ -91,7 +100,8 @@ class Response:
             lines.append(f"Content-Length: {len(self.body)}")
         if not keep_alive:
             lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        header = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        return header if head else header + self.body
 
 
 def _json_response(obj: object, status: int = 200) -> Response:
@@ -171,7 +181,8 @@ class ApiHandler:
         cleaned = clean_path(req.path)
         if cleaned != req.path:
             query = req.target.split("?", 1)[1] if "?" in req.target else ""
-            return Response(301, b"", [("Location", cleaned + ("?" + query if query else ""))])
+            location = quote(cleaned, safe="/:@!$&'()*+,;=-._~") + ("?" + query if query else "")
+            return Response(301, b"", [("Location", location)])
         method_mismatch = False
         for pattern, methods in self.routes:
             m = pattern.fullmatch(req.path)
@@ -276,11 +287,16 @@ class ApiHandler:
 
     # --- HTTP/1.1 --------------------------------------------------------------------------------
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer requests until the client closes. Every request gets an answer: a request that
+        cannot be parsed gets Go's plain 400 (or 413, 431) and the connection is closed."""
         try:
             while True:
                 try:
                     line = await asyncio.wait_for(reader.readline(), _IDLE_TIMEOUT)
-                except (TimeoutError, ValueError):
+                except ValueError:  # a request line longer than the whole header budget
+                    await self._refuse(writer, 431)
+                    return
+                except TimeoutError:
                     return
                 if not line:
                     return
@@ -289,22 +305,16 @@ class ApiHandler:
                 try:
                     req = await asyncio.wait_for(self._read_request(line, reader, writer), _READ_TIMEOUT)
                 except _BadRequest as exc:
-                    writer.write(
-                        Response(
-                            exc.status,
-                            f"{exc.status} {_REASONS[exc.status]}".encode(),
-                            [("Content-Type", "text/plain; charset=utf-8")],
-                        ).encode(False)
-                    )
-                    await writer.drain()
+                    await self._refuse(writer, exc.status)
                     return
                 conn_hdr = req.headers.get("connection", "").lower()
                 keep = "close" not in conn_hdr and (req.version == "HTTP/1.1" or "keep-alive" in conn_hdr)
                 try:
                     resp = await self.dispatch(req)
                 except Exception as exc:  # never let a bug kill the API; answer like Go's apiError
+                    log.error("toxiproxy API: %s %.200s failed: %r", req.method, req.target, exc)
                     resp = _api_error(ApiError(f"internal error: {type(exc).__name__}: {exc}", 500))
-                writer.write(resp.encode(keep))
+                writer.write(resp.encode(keep, head=req.method == "HEAD"))
                 await writer.drain()
                 if not keep:
                     return
@@ -313,6 +323,13 @@ class ApiHandler:
         finally:
             writer.close()
 
+    @staticmethod
+    async def _refuse(writer: asyncio.StreamWriter, status: int) -> None:
+        """Go's answer to a request it cannot parse: plain text, then the connection closes."""
+        body = f"{status} {_REASONS[status]}".encode()
+        writer.write(Response(status, body, [("Content-Type", "text/plain; charset=utf-8")]).encode(False))
+        await writer.drain()
+
     async def _read_request(
         self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Request:
@@ -320,15 +337,18 @@ class ApiHandler:
             method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ")
         except ValueError:
             raise _BadRequest(400) from None
-        if not version.startswith("HTTP/1.") or not method.isalpha() or not target:
+        if not version.startswith("HTTP/1.") or not method.isalpha() or not method.isascii() or not target:
             raise _BadRequest(400)
         headers: dict[str, str] = {}
-        size = 0
+        size = len(line)
         while True:
-            h = await reader.readline()
+            try:
+                h = await reader.readline()
+            except ValueError:  # one header line longer than the whole budget
+                raise _BadRequest(431) from None
             size += len(h)
             if size > _MAX_HEADER:
-                raise _BadRequest(400)
+                raise _BadRequest(431)
             if h in (b"\r\n", b"\n", b""):
                 break
             name, sep, value = h.decode("latin-1").partition(":")
@@ -347,32 +367,44 @@ class ApiHandler:
             parts = []
             total = 0
             while True:
-                size_line = await reader.readline()
                 try:
-                    n = int(size_line.split(b";")[0].strip(), 16)
+                    size_line = await reader.readline()
                 except ValueError:
                     raise _BadRequest(400) from None
+                n = _chunk_size(size_line)
                 if n == 0:
-                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        pass
+                    while True:  # trailers, up to the blank line
+                        try:
+                            t = await reader.readline()
+                        except ValueError:
+                            raise _BadRequest(431) from None
+                        if t in (b"\r\n", b"\n", b""):
+                            break
                     break
                 total += n
                 if total > _MAX_BODY:
                     raise _BadRequest(413)
                 parts.append(await reader.readexactly(n))
-                await reader.readline()
+                if await reader.readexactly(2) != b"\r\n":
+                    raise _BadRequest(400)
             body = b"".join(parts)
         elif "content-length" in headers:
-            try:
-                n = int(headers["content-length"])
-            except ValueError:
-                raise _BadRequest(400) from None
-            if n < 0:
+            value = headers["content-length"]
+            if not (value.isdigit() and value.isascii()):
                 raise _BadRequest(400)
+            n = int(value)
             if n > _MAX_BODY:
                 raise _BadRequest(413)
             body = await reader.readexactly(n)
         return Request(method, target, version, headers, body)
+
+
+def _chunk_size(line: bytes) -> int:
+    """A chunk-size line's size (hex digits only, as Go); _BadRequest(400) for anything else."""
+    text = line.split(b";", 1)[0].strip()
+    if not text or len(text) > 16 or text.strip(b"0123456789abcdefABCDEF"):
+        raise _BadRequest(400)
+    return int(text, 16)
 
 
 class _BadRequest(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ __all__ = ["Field", "GoJSONError", "Struct", "check", "decode", "dumps", "float3
 
 _WS = b" \t\r\n"
 _INT64 = (-(2**63), 2**63 - 1)
+_MAX_DEPTH = 10000  # encoding/json's maxNestingDepth
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class GoJSONError(Exception):
@@ -89,68 +92,86 @@ class _Scanner:
     def peek(self) -> str:
         return self.s[self.i] if self.i < len(self.s) else ""
 
-    def value(self) -> None:
+    def value(self) -> Any:
+        """Scan one value and build it, without recursion: Go's decoder accepts nesting up to
+        10000 deep and refuses deeper input with a syntax error, never running out of stack."""
+        stack: list[list[Any]] = []  # [container, key of the value being read (objects)]
+        while True:
+            self.ws()
+            c = self.peek()
+            v: Any
+            if c == "{" or c == "[":
+                if len(stack) >= _MAX_DEPTH:
+                    raise self.err("exceeded max depth")
+                self.i += 1
+                self.ws()
+                if c == "{":
+                    if self.peek() == "}":
+                        self.i += 1
+                        v = {}
+                    else:
+                        stack.append([{}, self.key()])
+                        continue
+                elif self.peek() == "]":
+                    self.i += 1
+                    v = []
+                else:
+                    stack.append([[], None])
+                    continue
+            elif c == '"':
+                v = self.string()
+            elif c == "-" or c.isdigit() and c.isascii():
+                v = self.number()
+            else:
+                v = self.literal(c)
+            while True:  # a value is complete: add it to its container, close what ends here
+                if not stack:
+                    return v
+                top = stack[-1]
+                container = top[0]
+                is_object = isinstance(container, dict)
+                if is_object:
+                    container[top[1]] = v  # a repeated key: the last one wins, as in Go
+                else:
+                    container.append(v)
+                self.ws()
+                c = self.peek()
+                if c == ",":
+                    self.i += 1
+                    if is_object:
+                        self.ws()
+                        top[1] = self.key()
+                    break
+                if c == ("}" if is_object else "]"):
+                    self.i += 1
+                    v = container
+                    stack.pop()
+                    continue
+                raise self.err("after object key:value pair" if is_object else "after array element")
+
+    def key(self) -> str:
+        if self.peek() != '"':
+            raise self.err("looking for beginning of object key string")
+        k = self.string()
         self.ws()
-        c = self.peek()
-        if c == "{":
-            self.i += 1
-            self.ws()
-            if self.peek() == "}":
-                self.i += 1
-                return
-            while True:
-                self.ws()
-                if self.peek() != '"':
-                    raise self.err("looking for beginning of object key string")
-                self.string()
-                self.ws()
-                if self.peek() != ":":
-                    raise self.err("after object key")
-                self.i += 1
-                self.value()
-                self.ws()
-                c = self.peek()
-                if c == ",":
-                    self.i += 1
-                    continue
-                if c == "}":
-                    self.i += 1
-                    return
-                raise self.err("after object key:value pair")
-        if c == "[":
-            self.i += 1
-            self.ws()
-            if self.peek() == "]":
-                self.i += 1
-                return
-            while True:
-                self.value()
-                self.ws()
-                c = self.peek()
-                if c == ",":
-                    self.i += 1
-                    continue
-                if c == "]":
-                    self.i += 1
-                    return
-                raise self.err("after array element")
-        if c == '"':
-            self.string()
-            return
-        if c == "-" or c.isdigit() and c.isascii():
-            self.number()
-            return
-        for word in ("true", "false", "null"):
+        if self.peek() != ":":
+            raise self.err("after object key")
+        self.i += 1
+        return k
+
+    def literal(self, c: str) -> Any:
+        for word, value in (("true", True), ("false", False), ("null", None)):
             if c == word[0]:
                 self.i += 1
                 for expect in word[1:]:
                     if self.peek() != expect:
                         raise self.err(f"in literal {word} (expecting {_quote_char(expect)})")
                     self.i += 1
-                return
+                return value
         raise self.err("looking for beginning of value")
 
-    def string(self) -> None:
+    def string(self) -> str:
+        start = self.i
         self.i += 1
         s = self.s
         while True:
@@ -159,7 +180,9 @@ class _Scanner:
             c = s[self.i]
             if c == '"':
                 self.i += 1
-                return
+                text = json.loads(s[start : self.i])
+                # Go turns an escaped surrogate that is not half of a pair into U+FFFD
+                return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
             if c == "\\":
                 self.i += 1
                 e = self.peek()
@@ -184,7 +207,8 @@ class _Scanner:
         while "0" <= self.peek() <= "9":
             self.i += 1
 
-    def number(self) -> None:
+    def number(self) -> Any:
+        start = self.i
         if self.peek() == "-":
             self.i += 1
         if self.peek() == "0":
@@ -199,6 +223,10 @@ class _Scanner:
             if self.peek() in ("+", "-"):
                 self.i += 1
             self._digits("in exponent of numeric literal")
+        text = self.s[start : self.i]
+        if "." in text or "e" in text or "E" in text:
+            return _Raw(text)
+        return int(text)
 
 
 def _kind(v: Any) -> str:
@@ -291,12 +319,7 @@ def decode(body: bytes, schema: Any) -> Any:
     sc.ws()
     if sc.i >= len(text):
         raise GoJSONError("EOF")
-    start = sc.i
-    sc.value()
-    try:
-        value = json.loads(text[start : sc.i], parse_float=_Raw, parse_constant=float)
-    except ValueError as exc:  # the scanner should have caught it; stay Go-shaped anyway
-        raise GoJSONError("unexpected EOF") from exc
+    value = sc.value()
     if isinstance(schema, Struct) and not isinstance(value, dict) and value is not None:
         raise _type_error(value, "Go value", schema.gotype or schema.name)
     return check(value, schema, "", "")

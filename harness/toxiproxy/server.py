@@ -15,11 +15,12 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import threading
 from pathlib import Path
 
 from harness.errors import ConfigError, EnvironmentStartError
-from harness.toxiproxy.api import ApiHandler
+from harness.toxiproxy.api import LINE_LIMIT, ApiHandler
 from harness.toxiproxy.metrics import ProxyMetrics
 from harness.toxiproxy.proxy import ApiError, ProxyCollection, bind_listener
 
@@ -74,7 +75,10 @@ class ToxiproxyServer:
                 if task is not None:
                     self._conns.discard(task)
 
-        self._server = await asyncio.start_server(on_connection, sock=sock)
+        # backlog: asyncio would listen() again with 100, whatever bind_listener asked for
+        self._server = await asyncio.start_server(
+            on_connection, sock=sock, limit=LINE_LIMIT, backlog=socket.SOMAXCONN
+        )
         self.port = int(resolved.rpartition(":")[2])
         if self.config_path is not None:
             await self.load_config(self.config_path)
