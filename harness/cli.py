@@ -4,6 +4,7 @@
     chaosdrill env up|down|list     a local environment that outlives the command
     chaosdrill report RUN_DIR       (re)render a run's HTML report
     chaosdrill verify [--backup-id] verify a backup repository (exit 3 naming each damaged object)
+    chaosdrill restore-test         restore YOUR latest backup into a fresh environment, check it; RTO, RPO
     chaosdrill history              list the runs of a results directory (--json)
     chaosdrill evidence             build, sign, verify an audit evidence pack for a period
     chaosdrill cleanup [--all]      undo faults and environments a killed run left
@@ -439,6 +440,56 @@ def evidence_verify(
         out.print(f"{pack}: {verdict}: {rep.files} file(s) in the manifest, {len(rep.signoffs)} sign-off(s)",
                   highlight=False, soft_wrap=True)
     if not rep.ok:
+        raise typer.Exit(3)
+
+
+@app.command("restore-test")
+def restore_test(
+    config: ConfigOpt = None,
+    results: Annotated[Path | None, typer.Option(help="results directory (default from config)")] = None,
+    backup: Annotated[str | None, typer.Option(help="pgBackRest backup label (default restore_test.backup: latest)")] = None,
+    target_time: Annotated[str | None, typer.Option(help="point in time to recover to (ISO, UTC when no zone)")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the restored environment running (env list/down know it)")] = False,
+) -> None:
+    """Restore YOUR latest backup ([restore_test]) into a fresh environment, check it, measure RTO and RPO."""
+    from datetime import datetime
+
+    from harness.cleanup import cleanup_all
+    from harness.drill.restore_test import RestoreTestRunner
+    from harness.inputs import check_writable_dir
+
+    cfg = load_config(config)
+    when = None
+    if target_time is not None:
+        try:
+            when = datetime.fromisoformat(target_time)
+        except ValueError:
+            raise ConfigError(f"--target-time: {target_time!r} is not an ISO time, e.g. 2026-01-31T12:00:00+00:00") from None
+    if backup is not None and cfg.restore_test.pg_dump is not None:
+        raise ConfigError("--backup: only for a pgbackrest source (a dump is one backup)")
+    results_dir = check_writable_dir(results or Path(cfg.run.results_dir), "--results" if results else "run.results_dir")
+    for line in cleanup_all():
+        live.print(f"chaosdrill cleanup: {line}", highlight=False)
+    with live.status("[bold]starting the restore test") as status:
+        def progress(message: str) -> None:
+            message = redact(message)
+            status.update(f"[bold]{message}")
+            live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
+
+        outcome = RestoreTestRunner(cfg, results_dir.resolve(), progress=progress, keep=keep or None, backup=backup,
+                                    target_time=when).run()
+    _print_outcomes([outcome])
+    for c in outcome.checks:
+        mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
+        console.print(f"  {mark} {redact(c['name'])}: {redact(c['detail'])}", highlight=False, soft_wrap=True)
+        for obj in ([] if c["passed"] else c["objects"][:10]):
+            console.print(f"       {redact(obj)}", highlight=False, soft_wrap=True)
+    if outcome.error:
+        console.print(f"[red]chaosdrill: restore test failed:[/] {redact(outcome.error)}", highlight=False, soft_wrap=True)
+    if outcome.kept:
+        out.print(f"restored environment {outcome.env_id} kept running; stop it with: chaosdrill env down "
+                  f"{outcome.env_id}", soft_wrap=True)
+    if outcome.verdict.value != "passed":
         raise typer.Exit(3)
 
 

@@ -323,7 +323,7 @@ class IncidentsConfig(Strict):
 
 
 SCENARIO_NAMES = ("db_outage", "network_latency", "network_partition", "cache_outage",
-                  "dr_restore", "replica_failover")
+                  "dr_restore", "replica_failover", "restore_test")
 
 
 class ScenarioConfig(Strict):
@@ -401,6 +401,148 @@ class DrillConfig(Strict):
         return value
 
 
+_EXPECT = re.compile(r"^\s*(?:(=|==|!=|<>|>=|<=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)|between\s+(-?[0-9]+(?:\.[0-9]+)?)"
+                     r"\s+and\s+(-?[0-9]+(?:\.[0-9]+)?))\s*$", re.I)
+EXPECT_HELP = "a comparison with a number: '> 0', '= 42', '>= 1', '!= 0', 'between 1 and 10'"
+
+
+class RestoreTestPgBackRest(Strict):
+    """A user's own pgBackRest repository (read-only): a local `path` (its repo1-path) or S3
+    (`endpoint`, `bucket`, `prefix` = its repo1-path, `region`; keys from the file, "env:NAME", or
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); `cipher_pass` for an encrypted repository."""
+
+    kind: Literal["local", "s3"] = "local"
+    path: str | None = Field(None, min_length=1)
+    stanza: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    cipher_pass: Secret | None = None
+    endpoint: str | None = None  # host[:port] pgBackRest reaches over TLS (loopback)
+    bucket: str | None = None
+    prefix: str = "/"
+    region: str = "us-east-1"
+    access_key: Secret | None = None
+    secret_key: Secret | None = None
+    ca_file: str | None = None
+    verify_tls: bool = True
+    endpoint_url: str | None = None  # how chaosdrill itself reads the bucket (boto3); default https://endpoint
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "s3":
+            for key, var in (("access_key", "AWS_ACCESS_KEY_ID"), ("secret_key", "AWS_SECRET_ACCESS_KEY")):
+                if data.get(key) is None and os.environ.get(var):
+                    data = {**data, key: os.environ[var]}
+        return data
+
+    @model_validator(mode="after")
+    def _where(self) -> RestoreTestPgBackRest:
+        if self.kind == "local" and self.path is None:
+            raise ValueError("path: required for a local pgBackRest repository (its repo1-path)")
+        if self.kind == "s3":
+            missing = [k for k in ("endpoint", "bucket", "access_key", "secret_key") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required for kind = 's3'")
+            _loopback_host(_split_address(self.endpoint if ":" in self.endpoint else self.endpoint + ":443")[0],
+                           "endpoint")
+        return self
+
+
+class RestoreTestPgDump(Strict):
+    """A pg_dump archive (custom or directory format): a path, or a glob whose newest match is used."""
+
+    path: str = Field(..., min_length=1)
+    database: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # default: the dumped name
+
+
+class RestoreTestRedis(Strict):
+    """An RDB file (or a glob: the newest match), with an optional key list (one key per line)."""
+
+    path: str = Field(..., min_length=1)
+    keys: str | None = None
+    min_keys: int = Field(0, ge=0)
+
+
+class RestoreTestFiles(Strict):
+    """A directory or tarball, with an optional manifest in `sha256sum` format ("<hex>  <path>")."""
+
+    path: str = Field(..., min_length=1)
+    manifest: str | None = None
+
+
+class RestoreTestCheck(Strict):
+    """A SQL assertion: the first column of the first row compared with `expect`."""
+
+    name: str = Field(..., min_length=1, max_length=200)
+    database: str = "postgres"
+    sql: str = Field(..., min_length=1)
+    expect: str = "> 0"
+    timeout: Duration = Field(30.0, gt=0, le=3600)
+
+    @field_validator("expect")
+    @classmethod
+    def _expect(cls, value: str) -> str:
+        if not _EXPECT.match(value):
+            raise ValueError(f"{value!r} is not an expectation; allowed: {EXPECT_HELP}")
+        return value
+
+
+class RestoreTestConfig(Strict):
+    """`chaosdrill restore-test` (scenario restore_test): restore YOUR latest backup into a fresh
+    environment and check it. One PostgreSQL source (`pgbackrest` or `pg_dump`), optional Redis RDB
+    files and file trees; `checks` are SQL assertions. `backup` = "latest" or a pgBackRest label;
+    `target_time` = point-in-time recovery (ISO time, UTC when no zone); `disaster_time` = what RPO
+    is measured against (default: the start of the test). `rpo_column` = "db.schema.table.column",
+    a timestamp whose newest value is the newest data when `track_commit_timestamp` is off."""
+
+    pgbackrest: RestoreTestPgBackRest | None = None
+    pg_dump: RestoreTestPgDump | None = None
+    redis: tuple[RestoreTestRedis, ...] = ()
+    files: tuple[RestoreTestFiles, ...] = ()
+    checks: tuple[RestoreTestCheck, ...] = ()
+    backup: str = Field("latest", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    target_time: str | None = None
+    disaster_time: str | None = None
+    rpo_column: str | None = Field(None, pattern=r"^[^.]+\.[^.]+\.[^.]+\.[^.]+$")
+    amcheck: bool = True
+    heapallindexed: bool = False
+    row_shrink_tolerance: float = Field(0.1, ge=0, le=1)
+    smoke_command: str | None = None
+    smoke_url: str | None = Field(None, pattern=r"^https?://")
+    smoke_timeout: Duration = Field(60.0, gt=0)
+    keep: bool = False
+    pg_bin_root: str = "/usr/lib/postgresql"  # where /<major>/bin of each installed PostgreSQL lives
+    target: Literal["local"] = "local"
+
+    @field_validator("target_time", "disaster_time")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value is not None:
+            from datetime import datetime
+
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO time, e.g. 2026-01-31T12:00:00+00:00") from None
+        return value
+
+    @field_validator("smoke_url")
+    @classmethod
+    def _smoke_url(cls, value: str | None) -> str | None:
+        return _loopback_url(value, "smoke_url")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RestoreTestConfig:
+        if self.pgbackrest is not None and self.pg_dump is not None:
+            raise ValueError("pgbackrest, pg_dump: give one PostgreSQL source, not both")
+        if self.pg_dump is not None and (self.backup != "latest" or self.target_time):
+            raise ValueError("backup, target_time: only for a pgbackrest source (a dump is one point in time)")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.pgbackrest or self.pg_dump or self.redis or self.files)
+
+
 class Config(Strict):
     run: RunConfig = RunConfig()
     environment: EnvironmentConfig = EnvironmentConfig()
@@ -410,6 +552,7 @@ class Config(Strict):
     targets: Targets = Targets()
     scenarios: dict[str, ScenarioConfig] = Field(default_factory=dict)
     drill: DrillConfig = DrillConfig()
+    restore_test: RestoreTestConfig = RestoreTestConfig()
     incidents: IncidentsConfig = IncidentsConfig()
 
     @field_validator("scenarios")

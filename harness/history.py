@@ -282,10 +282,10 @@ def read_result(path: Path, rel_path: str) -> tuple[RunSummary | None, Skipped |
         return None, Skipped(rel_path, _text(str(exc), 200) or type(exc).__name__), None
 
 
-def _candidates(root: Path) -> Iterable[tuple[str, Path]]:
-    """(relative path, result.json) of every run directory: `<root>/<run>/result.json`."""
+def _candidates(root: Path) -> Iterable[tuple[str, Path, list[int] | None]]:
+    """(relative path, result.json, its stat key) of every run directory: `<root>/<run>/result.json`."""
     if (root / RESULT_NAME).is_file():  # the directory given is itself a run
-        yield ".", root / RESULT_NAME
+        yield ".", root / RESULT_NAME, _stat_key(root / RESULT_NAME)
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
@@ -293,9 +293,14 @@ def _candidates(root: Path) -> Iterable[tuple[str, Path]]:
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
-        candidate = Path(entry.path) / RESULT_NAME
-        if os.path.lexists(candidate):
-            yield entry.name, candidate
+        candidate = os.path.join(entry.path, RESULT_NAME)
+        try:  # one stat: does it exist, and the cache key
+            st = os.stat(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            st = None
+        yield entry.name, Path(candidate), [st.st_size, st.st_mtime_ns, st.st_ino] if st else None
 
 
 def _stat_key(path: Path) -> list[int] | None:
@@ -350,8 +355,7 @@ def load_history(root: Path | str, *, use_index: bool = True) -> History:
     runs: list[RunSummary] = []
     skipped: list[Skipped] = []
     changed = not cached
-    for rel, path in _candidates(root):
-        key = _stat_key(path)
+    for rel, path, key in _candidates(root):
         hit = cached.get(rel)
         if key is not None and isinstance(hit, dict) and hit.get("stat") == key:
             try:

@@ -625,3 +625,80 @@ def judge_drill(m: DrillMeasurements, targets: Targets) -> list[Objective]:
         Objective("restore verified", 1, None if m.verified is None else float(m.verified), "bool", "higher",
                   m.verified),
     ]
+
+
+# -- restore tests of YOUR backups (docs/metrics.md, "Restore tests") ----------------------------------
+RT_DECLARED = "restore_test.declared"
+RT_READY = "restore_test.ready"
+RT_NEWEST = "restore_test.newest_data"
+RT_STAGES = ("verify", "restore", "start", "checks", "amcheck", "serve")  # restore_test.<stage>.start/.end
+
+
+@dataclass(frozen=True)
+class RestoreTestMeasurements:
+    """RTO (declared → checked and ready, by stage) and RPO (disaster − newest data recovered)."""
+
+    t_declared_ns: int | None
+    t_ready_ns: int | None
+    rto_s: float | None
+    steps: dict[str, float | None]
+    rpo_s: float | None
+    rpo_evidence: str | None
+    rpo_strength: str | None  # "strong" (commit timestamps, a user's column) or "weaker" (replay end / backup stop)
+    newest_data_wall: str | None
+    disaster_wall: str | None
+    backup_age_s: float | None
+    checked: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_restore_test(timeline: Timeline, *, disaster_wall: Any, backup_end_wall: Any = None,
+                         checked: bool | None = None) -> RestoreTestMeasurements:
+    """RTO = ready − declared (only when every check passed); RPO = disaster − newest data the restore
+    recovered (wall clocks: the disaster as declared, the newest data as the restored server says);
+    backup age = disaster − the backup's stop time."""
+    from datetime import datetime
+
+    def wall(v: Any) -> datetime | None:
+        return datetime.fromisoformat(v) if isinstance(v, str) else v
+
+    declared = timeline.first(RT_DECLARED)
+    t_declared = declared.t_ns if declared else None
+    ready = timeline.first(RT_READY)
+    t_ready = ready.t_ns if ready else None
+    steps: dict[str, float | None] = {}
+    for stage in RT_STAGES:
+        start = timeline.first(f"restore_test.{stage}.start")
+        end = timeline.first(f"restore_test.{stage}.end", after_ns=start.t_ns) if start else None
+        steps[stage] = (end.t_ns - start.t_ns) / 1e9 if start and end else None
+    newest = timeline.first(RT_NEWEST)
+    disaster = wall(disaster_wall)
+    rpo = evidence = strength = newest_wall = None
+    if newest is not None and newest.data.get("wall"):
+        newest_wall = newest.data["wall"]
+        evidence, strength = newest.data.get("evidence"), newest.data.get("strength")
+        if disaster is not None:
+            rpo = max(0.0, (disaster - wall(newest_wall)).total_seconds())
+    backup_age = None
+    if backup_end_wall is not None and disaster is not None:
+        backup_age = (disaster - wall(backup_end_wall)).total_seconds()
+    rto = (t_ready - t_declared) / 1e9 if t_ready is not None and t_declared is not None and checked else None
+    return RestoreTestMeasurements(t_declared, t_ready, rto, steps, rpo, evidence, strength, newest_wall,
+                                   disaster.isoformat() if disaster else None, backup_age, checked)
+
+
+def judge_restore_test(m: RestoreTestMeasurements, targets: Targets) -> list[Objective]:
+    """RTO and RPO against their targets (the RPO note names its evidence), plus 'restore checks passed'."""
+    rto_note = "" if m.checked else ("a check failed" if m.checked is False else "the restore did not finish")
+    rpo_note = f"evidence: {m.rpo_evidence}" + (" (weaker evidence)" if m.rpo_strength == "weaker" else "") \
+        if m.rpo_evidence else "no evidence of the newest data"
+    return [
+        Objective.judge("RTO (declared → restored, checked and ready)", targets.rto, m.rto_s, "s", note=rto_note,
+                        missing_fails=m.t_declared_ns is not None),
+        Objective.judge("RPO (disaster − newest data recovered)", targets.rpo, m.rpo_s, "s", note=rpo_note,
+                        missing_fails=m.t_declared_ns is not None),
+        Objective("restore checks passed", 1, None if m.checked is None else float(m.checked), "bool", "higher",
+                  m.checked),
+    ]

@@ -176,9 +176,27 @@ def _drill_charts(tl: Timeline, drill: dict[str, Any]) -> list[str]:
     return charts
 
 
+RT_STAGE_LABELS = {"verify": "verify the repository (pgbackrest verify, WAL continuity)",
+                   "restore": "fetch / restore (pgBackRest restore, pg_restore, files)",
+                   "start": "start + WAL replay (until promoted)", "checks": "checks (excluding pg_amcheck)",
+                   "amcheck": "pg_amcheck (reported separately)", "serve": "smoke command / URL (ready)"}
+
+
+def restore_test_context(result: dict[str, Any]) -> dict[str, Any]:
+    """The restore test section's view of result.json (measurements.restore_test)."""
+    rt = result.get("measurements", {}).get("restore_test") or {}
+    checks = rt.get("checks") or []
+    return {"source": rt.get("source"), "replay": rt.get("replay"), "wal": rt.get("wal_continuity"),
+            "baseline": rt.get("baseline_run"), "checks": checks, "passed": sum(1 for c in checks if c.get("passed")),
+            "steps": [{"name": label, "duration": (rt.get("steps") or {}).get(k)} for k, label in RT_STAGE_LABELS.items()
+                      if (rt.get("steps") or {}).get(k) is not None],
+            "tables": sorted((rt.get("tables") or {}).items())}
+
+
 def build_context(result: dict[str, Any], tl: Timeline) -> dict[str, Any]:
     fault = result.get("measurements", {}).get("fault", {})
     drill = result.get("measurements", {}).get("drill")
+    rt = result.get("measurements", {}).get("restore_test")
     objectives = [dict(o, target_text=format_target(o, "target"), achieved_text=format_target(o, "achieved"))
                   for o in result["objectives"]]
     events = [{"t": tl.rel_s(e.t_ns), "wall": tl.wall(e.t_ns).strftime("%H:%M:%S.%f")[:-3], "kind": e.kind,
@@ -186,8 +204,9 @@ def build_context(result: dict[str, Any], tl: Timeline) -> dict[str, Any]:
               for e in tl.events if e.kind not in (LOAD_SNAPSHOT, CANARY_ACK)]
     return {
         "r": result, "fault": fault, "objectives": objectives,
-        "charts": _drill_charts(tl, drill) if drill else _fault_charts(tl, fault),
+        "charts": [] if rt else _drill_charts(tl, drill) if drill else _fault_charts(tl, fault),
         "drill": drill, "dx": drill_context(result) if drill else None,
+        "rt": rt, "rx": restore_test_context(result) if rt else None,
         "events": events, "samples": len(tl.samples),
         "bad_samples": sum(1 for s in tl.samples if not s.good),
     }

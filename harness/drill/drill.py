@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +38,8 @@ import psycopg
 
 from harness.canary import CanaryWriter
 from harness.config import Config, DrillConfig, DrillRepositoryConfig
+from harness.drill.pipeline import StepRecord
+from harness.drill.pipeline import one_line as _one_line
 from harness.env.local import LocalEnvironment
 from harness.env.servers import chown_to_pg_user
 from harness.errors import ConfigError, HarnessError
@@ -70,7 +72,7 @@ from resilience.backup.runner import which
 from resilience.backup.verify import load_catalog, verify_repository
 from resilience.errors import BackupError
 
-Progress = Callable[[str], None]
+Progress = Callable[[str], None]  # the same as harness.drill.pipeline.Progress
 EnvHook = Callable[[LocalEnvironment], None]
 UPLOADS_PART = "files:uploads"
 APP_CACHE_KEYS = "order:*"  # the reference app's cache entries (harness/app/server.py)
@@ -161,20 +163,6 @@ def plan_from_config(d: DrillConfig) -> DrillPlan:
 
 
 @dataclass(frozen=True)
-class StepRecord:
-    """One journal entry: what ran, when (monotonic ns), and how it ended."""
-
-    step: str
-    status: str  # completed | failed | skipped
-    started_ns: int
-    ended_ns: int
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"duration_s": (self.ended_ns - self.started_ns) / 1e9}
-
-
-@dataclass(frozen=True)
 class DrillHooks:
     """Test hooks: called with the fresh environment (after it is created; before verification)."""
 
@@ -252,10 +240,6 @@ def smoke(app_url: str, timeout: float = 2.0) -> tuple[bool, str]:
             return True, f"order {order['id']} created and read back"
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         return False, f"{type(exc).__name__}: {exc}"
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class DrillRunner:

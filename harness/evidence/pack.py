@@ -103,23 +103,29 @@ def print_pdf(html: Path, pdf: Path, timeout: float = 180) -> None:
         raise HarnessError(f"printing the PDF failed (chromium exit {proc.returncode}: {last})")
 
 
-def _write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+def _write(path: Path, data: bytes | str, digests: dict[str, str] | None = None) -> None:
+    """Write a new file (owner-only); with `digests`, remember its SHA-256 so the manifest need not re-read it."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        f.write(raw)
+    if digests is not None:
+        digests[str(path)] = hashlib.sha256(raw).hexdigest()
 
 
-def write_manifest(pack: Path) -> Path:
-    """`<sha256>  <relative path>` for every file of the pack but the manifest and the sign-off, sorted."""
+def write_manifest(pack: Path, digests: dict[str, str] | None = None) -> Path:
+    """`<sha256>  <relative path>` for every file of the pack but the manifest and the sign-off, sorted.
+    A file written by this build is hashed from the bytes written (`digests`), any other one is read."""
     lines = []
+    known = digests or {}
     for dirpath, dirnames, filenames in os.walk(pack):
         dirnames.sort()
         for name in sorted(filenames):
-            rel = os.path.relpath(os.path.join(dirpath, name), pack).replace(os.sep, "/")
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, pack).replace(os.sep, "/")
             if rel in NOT_IN_MANIFEST:
                 continue
-            lines.append(f"{sha256_file(Path(dirpath) / name)}  {rel}")
+            lines.append(f"{known.get(full) or sha256_file(Path(full))}  {rel}")
     lines.sort(key=lambda line: line[66:])
     path = pack / MANIFEST
     _write(path, "\n".join(lines) + "\n")
@@ -164,6 +170,8 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
 
     # The period's runs: read once, hashed, copied byte for byte, and summarised from those bytes.
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (out / "runs").mkdir(mode=0o700)
+    digests: dict[str, str] = {}
     included: list[RunSummary] = []
     entries: dict[str, tuple[str, dict[str, str]]] = {}
     skipped: list[Skipped] = list(hist.skipped)
@@ -178,14 +186,16 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
         while name in used_names:
             name += "_"
         used_names.add(name)
-        dest = out / "runs" / name
-        _write(dest / RESULT_NAME, raw)
-        files = {"result": f"runs/{name}/{RESULT_NAME}"}
-        report = run_dir / "report.html"
-        if report.is_file():
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(report, dest / "report.html")
-            files["report"] = f"runs/{name}/report.html"
+        # flat (runs/<run>.result.json, runs/<run>.report.html): no directory per run to create
+        _write(out / "runs" / f"{name}.{RESULT_NAME}", raw, digests)
+        files = {"result": f"runs/{name}.{RESULT_NAME}"}
+        try:
+            report = (run_dir / "report.html").read_bytes()
+        except OSError:
+            report = None
+        if report is not None:
+            _write(out / "runs" / f"{name}.report.html", report, digests)
+            files["report"] = f"runs/{name}.report.html"
         included.append(summary)
         entries[summary.run_id] = (hashlib.sha256(raw).hexdigest(), files)
     inside = {r.run_id for r in included}
@@ -256,14 +266,16 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
         "pdf": {"planned": pdf_binary is not None, "note": pdf_note},
     }
     progress(f"{len(included)} run(s) included; rendering")
-    _write(out / "evidence.json", json.dumps(evidence, indent=1, default=str))
+    # one object per line at the top level: readable, and json's C encoder (indent= would be pure Python)
+    body = ",\n".join(f"{json.dumps(k)}: {json.dumps(v, default=str, separators=(',', ':'))}" for k, v in evidence.items())
+    _write(out / "evidence.json", "{\n" + body + "\n}\n", digests)
     html_path = out / "evidence.html"
-    _write(html_path, render_evidence(evidence))
+    _write(html_path, render_evidence(evidence), digests)
     pdf_path = None
     if pdf_binary:
         progress("printing evidence.pdf with headless Chromium")
         pdf_path = out / "evidence.pdf"
         print_pdf(html_path, pdf_path)
         pdf_path.chmod(0o600)
-    write_manifest(out)
+    write_manifest(out, digests)
     return PackResult(out, evidence, pdf_path, pdf_note)

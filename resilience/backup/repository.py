@@ -142,6 +142,61 @@ class LocalRepository:
         return {"repo1-type": "posix", "repo1-path": str(self.root / PGBACKREST_DIR)}
 
 
+class ReadOnlyRepositoryError(RepositoryError):
+    """Something tried to write into a repository opened read-only (a user's own backups)."""
+
+
+class PgBackRestLocalRepository(LocalRepository):
+    """A user's own pgBackRest repository (its `repo1-path`), opened read-only.
+
+    Keys keep the `pgbackrest/` prefix every other repository uses, so the one verification path
+    (`verify_stanza`) reads it unchanged: `pgbackrest/backup/<stanza>/…` is `<root>/backup/<stanza>/…`.
+    Writes are refused; `cipher_pass` is the repository's passphrase (aes-256-cbc), handed to
+    pgBackRest only through its 0600 config file.
+    """
+
+    def __init__(self, root: Path | str, cipher_pass: str | None = None) -> None:
+        super().__init__(root)
+        self.cipher_pass = cipher_pass
+
+    def describe(self) -> str:
+        return f"pgBackRest repository {self.root}"
+
+    def __repr__(self) -> str:
+        return f"PgBackRestLocalRepository({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        k = _clean_key(key)
+        if k == PGBACKREST_DIR or k.startswith(PGBACKREST_DIR + "/"):
+            return self.root / k[len(PGBACKREST_DIR) + 1:] if k != PGBACKREST_DIR else self.root
+        return self.root / ".chaosdrill-not-a-pgbackrest-key" / k  # never exists
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.exists():
+            return []
+        return sorted(f"{PGBACKREST_DIR}/{p.relative_to(self.root)}" for p in base.rglob("*") if p.is_file())
+
+    def init(self) -> None:
+        self.check()  # never created here: it is the user's
+
+    def check(self) -> None:
+        super().check()
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise RepositoryMissing(f"{self.describe()} is not readable")
+
+    def _refuse(self, *_args: object) -> None:
+        raise ReadOnlyRepositoryError(f"{self.describe()} is read-only: chaosdrill never writes into it")
+
+    put_file = put_bytes = delete = _refuse  # type: ignore[assignment]
+
+    def pgbackrest_options(self) -> dict[str, str]:
+        opts = {"repo1-type": "posix", "repo1-path": str(self.root)}
+        if self.cipher_pass:
+            opts |= {"repo1-cipher-type": "aes-256-cbc", "repo1-cipher-pass": self.cipher_pass}
+        return opts
+
+
 @dataclass(frozen=True)
 class PgBackRestS3:
     """How pgBackRest reaches the same bucket: it insists on TLS and checks the DNS name.

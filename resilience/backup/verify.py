@@ -138,8 +138,10 @@ def _check_objects(repo: Repository, s: BackupSet, report: VerifyReport, deep: b
             report.problems += [f"set {s.id}: {p}" for p in problems]
 
 
-def _check_copies(repo: Repository, stanza: str, report: VerifyReport) -> None:
-    """pgBackRest writes X and X.copy identically but `verify` reads only one of them; either may be gone."""
+def _check_copies(repo: Repository, stanza: str, report: VerifyReport, compare: bool = True) -> None:
+    """pgBackRest writes X and X.copy identically but `verify` reads only one of them; either may be gone.
+    `compare=False` for an encrypted repository: each copy is encrypted with its own salt, so only
+    their presence is checked here (pgbackrest verify checks their contents)."""
     keys = set()
     for where in (f"{PGBACKREST_DIR}/backup/{stanza}/", f"{PGBACKREST_DIR}/archive/{stanza}/"):
         try:
@@ -157,6 +159,8 @@ def _check_copies(repo: Repository, stanza: str, report: VerifyReport) -> None:
             report.problems.append(f"pgbackrest: {partner} is missing (its twin {key} is present)")
             continue
         report.objects_checked += 2
+        if not compare:
+            continue
         try:
             if repo.get_bytes(orig) != repo.get_bytes(copy):
                 report.problems.append(f"pgbackrest: {orig} and {copy} differ (one of them is damaged)")
@@ -169,7 +173,12 @@ def _pg_parts(sets: list[BackupSet]):
 
 
 def _check_pgbackrest(br: PgBackRest, sets: list[BackupSet], report: VerifyReport) -> None:
-    parts = _pg_parts(sets)
+    _check_stanza(br, [(f"set {s.id}", p.meta) for s, p in _pg_parts(sets)], report)
+
+
+def _check_stanza(br: PgBackRest, parts: list[tuple[str, dict]], report: VerifyReport) -> None:
+    """Layer 4 for one stanza: info files, the backups `parts` name (owner, meta with label and WAL
+    range) listed and unflagged, `pgbackrest verify`, WAL continuity and each backup's own range."""
     where = f"pgbackrest stanza {br.stanza}"
     for name in ("backup.info", "archive.info"):  # neither the info files nor their copies may be gone
         kind = name.split(".")[0]
@@ -186,12 +195,12 @@ def _check_pgbackrest(br: PgBackRest, sets: list[BackupSet], report: VerifyRepor
         info = None
     if info is not None:
         known = {b.label: b for b in info.backups}
-        for s, p in parts:
-            label = p.meta["label"]
+        for owner, meta in parts:
+            label = meta["label"]
             if label not in known:
-                report.problems.append(f"set {s.id}: pgbackrest backup {label} is missing from {where}")
+                report.problems.append(f"{owner}: pgbackrest backup {label} is missing from {where}")
             elif known[label].error:
-                report.problems.append(f"set {s.id}: pgbackrest backup {label} is flagged with errors")
+                report.problems.append(f"{owner}: pgbackrest backup {label} is flagged with errors")
     try:
         report.problems += [f"pgbackrest verify ({br.stanza}): {p}" for p in br.verify()]
         report.pgbackrest_verified = True
@@ -205,16 +214,16 @@ def _check_pgbackrest(br: PgBackRest, sets: list[BackupSet], report: VerifyRepor
     have = {seg for segs in archived.values() for seg in segs}
     if not have and parts:
         report.problems.append(f"{where}: the WAL archive holds no segment")
-    starts = sorted(p.meta["wal_start"] for _, p in parts)
+    starts = sorted(meta["wal_start"] for _, meta in parts)
     for archive_id, segs in archived.items():
         report.wal_segments_checked += len(segs)
         report.problems += [f"{where} archive {archive_id}: {g}" for g in wal_gaps(segs, starts[0] if starts else None)]
-    for s, p in parts:
-        tli, a = segno(p.meta["wal_start"])
-        _, b = segno(p.meta["wal_stop"])
+    for owner, meta in parts:
+        tli, a = segno(meta["wal_start"])
+        _, b = segno(meta["wal_stop"])
         for n in range(a, b + 1):
             if segname(tli, n) not in have:
-                report.problems.append(f"set {s.id}: WAL segment {segname(tli, n)} needed for consistency is missing")
+                report.problems.append(f"{owner}: WAL segment {segname(tli, n)} needed for consistency is missing")
 
 
 @contextmanager
@@ -262,5 +271,36 @@ def verify_repository(repo: Repository, *, pgbackrest: PgBackRest | None = None,
                     _check_pgbackrest(br.for_stanza(stanza), in_stanza, report)
         except BackupError as exc:  # e.g. pgbackrest not installed: the PostgreSQL part stays unverified
             report.problems.append(f"PostgreSQL part not verified: {exc}")
+    report.duration_s = time.monotonic() - t0
+    return report
+
+
+def verify_stanza(repo: Repository, stanza: str, *, label: str | None = None, pgbackrest: PgBackRest | None = None,
+                  workdir: Path | None = None) -> VerifyReport:
+    """A plain pgBackRest stanza (a user's own repository: no catalog) through the same pgBackRest
+    layer as `verify_repository`: info files and their .copy twins, `pgbackrest verify`, WAL
+    continuity and the WAL range of backup `label` (default: the newest) and of the backups it
+    references. Read-only; never raises for damage. `report.sets` holds the labels checked."""
+    t0 = time.monotonic()
+    report = VerifyReport(stanzas=[stanza])
+    try:
+        with _engine(repo, pgbackrest, workdir) as engine:
+            br = engine.for_stanza(stanza)
+            try:
+                backups = br.info().backups
+            except BackupError as exc:
+                report.problems.append(f"pgbackrest stanza {stanza}: {exc}")
+                backups = ()
+            chosen = [b for b in backups if label is None or b.label == label][-1:]
+            if backups and not chosen:
+                report.problems.append(f"pgbackrest stanza {stanza}: backup {label} is not in the repository")
+            chain = [b for b in backups if chosen and (b.label in chosen[0].reference or b is chosen[0])]
+            report.sets = [b.label for b in chain]
+            compare = "repo1-cipher-type" not in repo.pgbackrest_options()
+            _check_copies(repo, stanza, report, compare=compare)
+            _check_stanza(br, [(f"backup {b.label}", {"label": b.label, "wal_start": b.wal_start,
+                                                       "wal_stop": b.wal_stop}) for b in chain], report)
+    except BackupError as exc:  # pgbackrest missing: nothing of the stanza was verified
+        report.problems.append(f"PostgreSQL backups not verified: {exc}")
     report.duration_s = time.monotonic() - t0
     return report

@@ -128,8 +128,7 @@ def test_coverage_and_overdue_flags(world) -> None:
 
 def test_deviations_and_remediation_carry_over(world) -> None:
     ev = world["ev"]
-    dev = {(d["run_id"].split("-")[1].split("T")[0] if False else d["started_at"][:10], d["outcome"])
-           for d in ev["deviations"]}
+    dev = {(d["started_at"][:10], d["outcome"]) for d in ev["deviations"]}
     assert dev == {("2026-12-15", "failed"), ("2026-12-10", "inconclusive"), ("2026-11-11", "not measured")}
     assert all(d["reason"] != "—" for d in ev["deviations"])
     items = {r["id"]: r for r in ev["remediation"]}
@@ -182,7 +181,7 @@ def test_pack_contents_and_json_schema(world) -> None:
     assert {"evidence.html", "evidence.json"} <= names and len(names) == 2 + 16
     for r in ev["runs"]:
         copied = pack / r["files"]["result"]
-        assert copied.read_bytes() == (world["res"] / copied.parent.name / "result.json").read_bytes()
+        assert copied.read_bytes() == (world["res"] / copied.name.removesuffix(".result.json") / "result.json").read_bytes()
     drills = [d for d in ev["drills"] if d["scenario"] == "dr_restore"]
     assert len(drills) == 5 and all(d["backup_set"] and "→" in d["lsn_range"] and d["checks"] for d in drills)
     versions = {v["component"]: v for v in ev["versions"]}
@@ -205,14 +204,14 @@ def test_verify_catches_a_changed_byte_an_added_and_a_removed_file(world, tmp_pa
     assert verify(pack).ok
     approval = sign(pack, "Jane Auditor", role="CISO", note="Q4 reviewed", now=NOW)
     assert approval["manifest_sha256"] and verify(pack).signoffs[0]["matches"]
-    run = next((pack / "runs").iterdir())
-    data = bytearray((run / "result.json").read_bytes())
+    run = sorted((pack / "runs").iterdir())[0]
+    data = bytearray(run.read_bytes())
     data[10] ^= 1
-    (run / "result.json").write_bytes(bytes(data))
+    run.write_bytes(bytes(data))
     (pack / "runs" / "extra.txt").write_text("added later")
     (pack / "evidence.json").unlink()
     rep = verify(pack)
-    assert rep.changed == [f"runs/{run.name}/result.json"] and rep.added == ["runs/extra.txt"]
+    assert rep.changed == [f"runs/{run.name}"] and rep.added == ["runs/extra.txt"]
     assert rep.removed == ["evidence.json"] and not rep.ok
     with pytest.raises(TargetMissed, match="refusing to sign"):
         sign(pack, "Someone")

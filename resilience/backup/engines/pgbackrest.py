@@ -322,13 +322,17 @@ class PgBackRest:
         """pgbackrest check: archiving works end to end (forces a WAL switch)."""
         self._cmd("check")
 
-    def info(self) -> StanzaInfo:
+    def info_json(self) -> dict:
+        """The stanza's entry of `info --output=json` as pgBackRest wrote it (db versions, backups, archive)."""
         proc = self._cmd("info", "--output=json")
         try:
             doc = json.loads(proc.stdout)
-            st = next(s for s in doc if s.get("name") == self.stanza)
+            return next(s for s in doc if s.get("name") == self.stanza)
         except (ValueError, StopIteration) as exc:
             raise EngineError(f"pgbackrest info: no JSON for stanza {self.stanza}") from exc
+
+    def info(self) -> StanzaInfo:
+        st = self.info_json()
         return StanzaInfo(
             name=st["name"], status_code=st.get("status", {}).get("code", -1),
             status_message=st.get("status", {}).get("message", ""),

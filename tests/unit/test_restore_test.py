@@ -1,0 +1,120 @@
+"""Pure parts of the restore test: expectations, table comparison, the PostgreSQL major resolver,
+WAL segment arithmetic, the read-only user repository, and the RTO/RPO measurement."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from harness.config import parse_config
+from harness.drill.restore_test import compare_tables, expectation_met
+from harness.drill.sources import MajorVersionMissing, installed_majors, resolve_bindir, wal_segment_of
+from harness.errors import ConfigError
+from harness.measure import RT_DECLARED, RT_NEWEST, RT_READY, judge_restore_test, measure_restore_test
+from harness.timeline import Timeline
+from resilience.backup.repository import PgBackRestLocalRepository, ReadOnlyRepositoryError
+
+
+@pytest.mark.parametrize(("value", "expect", "ok"), [
+    (1, "> 0", True), (0, "> 0", False), (42, "= 42", True), (42, "== 42", True), (41, "!= 42", True),
+    (5, "between 1 and 10", True), (11, "between 1 and 10", False), (None, "> 0", False), ("7", ">= 7", True),
+    (3.5, "< 4", True), (4, "<= 3", False)])
+def test_expectations(value, expect, ok):
+    assert expectation_met(value, expect) is ok
+
+
+def test_a_bad_expectation_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match=r"restore_test\.checks\.0\.expect"):
+        parse_config({"restore_test": {"checks": [{"name": "x", "sql": "select 1", "expect": "about 3"}]}}, "t")
+
+
+def test_one_postgres_source_only():
+    with pytest.raises(ConfigError, match="give one PostgreSQL source"):
+        parse_config({"restore_test": {"pgbackrest": {"path": "/r", "stanza": "main"},
+                                       "pg_dump": {"path": "/d.dump"}}}, "t")
+
+
+def test_tables_baseline_then_vanished_and_shrunk_named():
+    now = {"db.public.a": {"rows": 100, "bytes": 1}, "db.public.b": {"rows": 80, "bytes": 1}}
+    ok, objects, detail = compare_tables(now, None, 0.1)
+    assert ok and "baseline recorded" in detail
+    before = {"db.public.a": {"rows": 100, "bytes": 1}, "db.public.b": {"rows": 100, "bytes": 1},
+              "db.public.c": {"rows": 5, "bytes": 1}}
+    ok, objects, _ = compare_tables(now, before, 0.1)
+    assert not ok
+    assert objects == ["db.public.c: vanished (had 5 rows)", "db.public.b: 100 → 80 rows"]
+    assert compare_tables(now, before | {"db.public.c": now["db.public.a"]}, 0.25)[0] is False  # c vanished
+    assert compare_tables(now, {"db.public.b": {"rows": 85, "bytes": 1}}, 0.1)[0] is True  # within tolerance
+
+
+def _fake_install(root, major):
+    b = root / str(major) / "bin"
+    b.mkdir(parents=True)
+    (b / "pg_ctl").write_text(f"#!/bin/sh\necho 'pg_ctl (PostgreSQL) {major}.1'\n")
+    (b / "pg_ctl").chmod(0o755)
+
+
+def test_major_resolver(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHAOSDRILL_PG_BINDIR", raising=False)
+    _fake_install(tmp_path, 15)
+    _fake_install(tmp_path, 17)
+    assert installed_majors(tmp_path) == [15, 17]
+    assert resolve_bindir(15, tmp_path) == tmp_path / "15" / "bin"
+    assert resolve_bindir(16, tmp_path, exact=False) == tmp_path / "17" / "bin"  # a dump restores into newer
+    with pytest.raises(MajorVersionMissing) as err:
+        resolve_bindir(16, tmp_path)  # a physical backup needs exactly its major
+    assert err.value.exit_code == 4
+    assert "needs PostgreSQL 16" in str(err.value) and "postgresql-16" in str(err.value)
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("CHAOSDRILL_PG_BINDIR", str(tmp_path / "17" / "bin"))
+    assert resolve_bindir(17, tmp_path / "nowhere") == tmp_path / "17" / "bin"
+
+
+def test_wal_segment_of():
+    assert wal_segment_of("0/30137E0") == "000000010000000000000003"
+    assert wal_segment_of("1/FF000000", 2) == "0000000200000001000000FF"
+
+
+def test_user_repository_maps_keys_and_refuses_writes(tmp_path):
+    (tmp_path / "backup" / "main").mkdir(parents=True)
+    (tmp_path / "backup" / "main" / "backup.info").write_text("x")
+    repo = PgBackRestLocalRepository(tmp_path, cipher_pass="s3cr3t-pass")
+    assert repo.exists("pgbackrest/backup/main/backup.info")
+    assert repo.list("pgbackrest/backup/") == ["pgbackrest/backup/main/backup.info"]
+    assert not repo.exists("catalog.json")
+    opts = repo.pgbackrest_options()
+    assert opts["repo1-path"] == str(tmp_path) and opts["repo1-cipher-type"] == "aes-256-cbc"
+    for write in (lambda: repo.put_bytes("pgbackrest/x", b"1"), lambda: repo.delete("pgbackrest/backup/main/backup.info")):
+        with pytest.raises(ReadOnlyRepositoryError):
+            write()
+    assert (tmp_path / "backup" / "main" / "backup.info").exists()
+    if os.geteuid() != 0:
+        tmp_path.chmod(0)
+        try:
+            with pytest.raises(Exception, match="not readable"):
+                repo.check()
+        finally:
+            tmp_path.chmod(0o755)
+
+
+def test_measure_rto_rpo_and_evidence():
+    tl = Timeline()
+    t0 = tl.now_ns()
+    tl.event(RT_DECLARED, "restore_test", t_ns=t0)
+    for i, stage in enumerate(("verify", "restore", "start", "checks")):
+        tl.event(f"restore_test.{stage}.start", "restore_test", t_ns=t0 + i * 10**9)
+        tl.event(f"restore_test.{stage}.end", "restore_test", t_ns=t0 + (i + 1) * 10**9)
+    disaster = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    tl.event(RT_NEWEST, "restore_test", wall=(disaster - timedelta(seconds=90)).isoformat(),
+             evidence="newest orders.created_at", strength="strong")
+    tl.event(RT_READY, "restore_test", t_ns=t0 + 4 * 10**9)
+    m = measure_restore_test(tl, disaster_wall=disaster, backup_end_wall=disaster - timedelta(hours=2), checked=True)
+    assert m.rto_s == pytest.approx(4.0) and m.rpo_s == pytest.approx(90.0) and m.backup_age_s == pytest.approx(7200)
+    assert m.steps["restore"] == pytest.approx(1.0) and m.steps["amcheck"] is None
+    targets = parse_config({"targets": {"rto": "10s", "rpo": "1min"}}, "t").targets
+    rto, rpo, checked = judge_restore_test(m, targets)
+    assert rto.passed and rpo.passed is False and "newest orders.created_at" in rpo.note and checked.passed
+    failed = measure_restore_test(tl, disaster_wall=disaster, checked=False)
+    assert failed.rto_s is None and judge_restore_test(failed, targets)[0].passed is False
