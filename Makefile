@@ -5,12 +5,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: drill test test-slow bench lint deps deps-apt clean help
+.PHONY: drill test test-slow test-compose compose-up compose-drill compose-down bench lint deps deps-apt clean help
 help:
 	@echo "make drill   install, run the default drill (db_outage) on the local environment, print the report path"
 	@echo "make test    install, run the test suite"
 	@echo "make test-slow  install, run the slow end-to-end slice (the whole S3 corruption matrix)"
 	@echo "make bench   install, run the benchmarks (tables + bench/results/)"
+	@echo "make compose-up     start docker-compose.chaos.yml on local images (host networking, loopback), wait healthy"
+	@echo "make compose-drill  up, run db_outage and cache_outage against it (chaosdrill.compose.toml), down"
+	@echo "make compose-down   stop the stack, remove its containers and volumes"
+	@echo "make test-compose   install, the end-to-end tests of the compose stack on a real Docker engine"
 	@echo "make lint    ruff"
 
 NODE_CLIENT := $(VENV)/npm/node_modules/toxiproxy-node-client
@@ -24,7 +28,7 @@ $(NODE_CLIENT): | $(STAMP) deps-apt
 	else echo "npm not found: skipping toxiproxy-node-client (its test will skip)"; fi
 
 deps-apt:
-	@scripts/install-deps.sh docker.io
+	@scripts/install-deps.sh docker.io docker-compose busybox
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +45,26 @@ test: deps
 # CHAOSDRILL_SLOW_TESTS=1 run their whole matrix (e.g. every file class x damage in S3, ~25 s each on moto).
 test-slow: deps
 	@CHAOSDRILL_SLOW_TESTS=1 $(BIN)/python -m pytest tests/integration/backup/test_corruption_matrix.py -q -k s3
+
+# The drills on a container stack (docker-compose.chaos.yml + docker-compose.chaos.local.yml: images built
+# here with `docker import`, host networking, every port on 127.0.0.1). Compose: Debian's docker-compose 1.29.
+COMPOSE_LOCAL := scripts/compose-local.sh
+
+compose-up: deps
+	@$(COMPOSE_LOCAL) up
+
+compose-drill: deps
+	@$(COMPOSE_LOCAL) up; rc=0; \
+	for m in db_outage cache_outage; do $(BIN)/chaosdrill run -c chaosdrill.compose.toml -m $$m || rc=$$?; done; \
+	$(COMPOSE_LOCAL) down; exit $$rc
+
+compose-down:
+	@$(COMPOSE_LOCAL) down
+
+# The whole compose stack end to end (~6 min: up, db_outage, cache_outage, S3 drill, harness killed
+# mid-run + cleanup, down + leftovers); `make test` checks only the files (compose config). CI runs both.
+test-compose: deps
+	@CHAOSDRILL_COMPOSE_TESTS=1 $(BIN)/python -m pytest tests/integration/compose -q
 
 bench: deps
 	@$(BIN)/python bench/run_all.py

@@ -11,8 +11,9 @@
     chaosdrill doctor               what is installed, what is missing and how to get it
     chaosdrill toxiproxy            the embedded Toxiproxy-compatible server
 
-Exit codes (harness/errors.py): 0 ok, 2 bad input, 3 an objective was missed, 4 the tool failed,
-5 a fault could not be undone.
+Exit codes (harness/errors.py, EXIT_CODES; README "Exit codes"): 0 passed, 2 bad input, 3 an objective
+was missed, 4 the tool failed, 5 a fault could not be undone, 6 aborted by a stop condition, 7 regressed
+against the baseline, 130/143 interrupted by SIGINT/SIGTERM (fault reverted, run recorded as aborted).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import sys
 import time
 from enum import StrEnum
@@ -54,6 +56,9 @@ class OutputFormat(StrEnum):
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="chaosdrill.toml (default ./chaosdrill.toml)")]
+JunitOpt = Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here (one testsuite per run, "
+                                                                 "one testcase per objective)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON summary on stdout (progress stays on stderr)")]
 # The bundled scenarios: harness/scenarios is a link to the repo's scenarios/ (so the wheel ships them).
 DEFAULT_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -116,11 +121,55 @@ def run(
     scenarios: Annotated[Path | None, typer.Option(help="scenarios directory (default ./scenarios or the bundled ones)")] = None,
     keyword: Annotated[str | None, typer.Option("-k", help="pytest -k expression")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show pytest's own output")] = False,
+    junit: JunitOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run scenarios (default: db_outage), then print a summary and the report paths."""
-    from harness.cleanup import cleanup_all
-    from harness.inputs import check_writable_dir
+    try:
+        _run(marker, config, results, scenarios, keyword, verbose, junit, as_json)
+    except HarnessError as exc:
+        _emit_error("run", exc, as_json, junit)
+        raise
 
+
+def _emit_error(command: str, exc: HarnessError, as_json: bool, junit: Path | None) -> None:
+    """--json / --junit still get their document when the command fails (the error and its code)."""
+    if not (as_json or junit) or getattr(exc, "emitted", False):
+        return
+    from harness.ci_output import dumps_summary, summary, write_junit
+
+    doc = summary(command, exc.exit_code, error=redact(str(exc)))
+    if junit:
+        with contextlib.suppress(OSError):
+            write_junit(junit, doc)
+    if as_json:
+        sys.stdout.write(dumps_summary(doc) + "\n")
+
+
+def _finish(command: str, outcomes: list, series: list, as_json: bool, junit: Path | None,
+            code: int | None = None) -> int:
+    """Print the outcomes (stderr), write --junit, print --json (stdout); the command's exit code."""
+    from harness.ci_output import dumps_summary, summary, write_junit
+    from harness.errors import most_severe
+
+    if code is None:
+        code = most_severe([o.verdict.exit_code for o in outcomes] + [s["exit_code"] for s in series])
+    _print_outcomes(outcomes, to_stdout=not as_json)
+    doc = summary(command, code, outcomes, [{k: v for k, v in s.items() if k != "exit_code"} for s in series])
+    if junit:
+        write_junit(junit, doc)
+        live.print(f"junit: {junit}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(dumps_summary(doc) + "\n")
+    return code
+
+
+def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json) -> None:
+    from harness.cleanup import cleanup_all
+    from harness.inputs import check_output_file, check_writable_dir
+
+    if junit is not None:
+        check_output_file(junit, "--junit")
     markers = marker or ["db_outage"]
     for m in markers:
         if m not in SCENARIO_NAMES:
@@ -140,24 +189,34 @@ def run(
     args += ["--chaos-results", str(results_dir.resolve())]
     if keyword:
         args += ["-k", keyword]
-    with live.status("[bold]starting") as status:
+    from harness import interrupt
+
+    interrupt.last_signal = None
+    with live.status("[bold]starting") as status, interrupt.signals_abort():
         plugin = _CliPlugin(status)
         # pytest's own lines (dots, summaries, its report of an error) only with -v: the progress, the
         # summary table and one line per error are chaosdrill's
-        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+        # (with --json, stdout is the summary's alone: -v sends pytest's lines to stderr)
+        shown = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+        with shown if verbose else contextlib.redirect_stdout(io.StringIO()):
             code = pytest.main(args, plugins=[plugin])
     if plugin.error is not None:
         raise plugin.error  # stopped inside the session (environment would not start): its one line
+    if interrupt.last_signal is not None:  # SIGINT/SIGTERM: faults reverted, the run recorded as aborted
+        exit_code = _finish("run", plugin.outcomes, [], as_json, junit, code=interrupt.exit_code(interrupt.last_signal))
+        console.print(f"chaosdrill: interrupted by {signal.Signals(interrupt.last_signal).name}; faults were undone "
+                      "and the run recorded as aborted (see `chaosdrill cleanup`)", highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code)
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise ConfigError(f"no scenario matched marker(s) {', '.join(markers)} in {scen}")
     if code == pytest.ExitCode.OK and not plugin.outcomes:
         # every selected scenario skipped: a run that measured nothing must not look like a pass
         raise ConfigError(f"no scenario ran for {', '.join(markers)}: {'; '.join(plugin.skipped) or 'all skipped'}")
-    _print_outcomes(plugin.outcomes)
     missed = any(o.verdict.value != "passed" for o in plugin.outcomes)
     if code == pytest.ExitCode.OK or (code == pytest.ExitCode.TESTS_FAILED and missed):
-        if code != pytest.ExitCode.OK:
-            raise typer.Exit(3)
+        exit_code = _finish("run", plugin.outcomes, [], as_json, junit)
+        if exit_code:
+            raise typer.Exit(exit_code)
         return
     why = "; ".join(plugin.failures[:3]) or f"pytest exited with {pytest.ExitCode(code).name}"
     hint = "" if verbose else " (rerun with -v for pytest's output)"
@@ -189,7 +248,7 @@ def summary_rows(outcome) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _print_outcomes(outcomes: list) -> None:
+def _print_outcomes(outcomes: list, to_stdout: bool = True) -> None:
     colors = {"pass": "green", "FAIL": "red", "not measured": "yellow"}
     for o in outcomes:
         # the run id in full on its own line (a table column would truncate it on a narrow terminal)
@@ -203,8 +262,8 @@ def _print_outcomes(outcomes: list) -> None:
             table.add_row(name, target, achieved, f"[{colors[result]}]{result}")
         console.print(table)
     for o in outcomes:
-        if o.report:
-            out.print(f"report: {o.report}", soft_wrap=True)
+        if o.report:  # stdout, unless --json owns it
+            (out if to_stdout else console).print(f"report: {o.report}", soft_wrap=True)
 
 
 @app.command()
@@ -214,13 +273,25 @@ def drill(
     backup_id: Annotated[str | None, typer.Option(help="backup set to restore (default drill.backup_id: latest)")] = None,
     archive_timeout: Annotated[str | None, typer.Option(help="RPO lever, e.g. 1s; 0 = off (default drill.archive_timeout)")] = None,
     push_wal: Annotated[bool | None, typer.Option("--push-wal/--no-push-wal", help="push the crashed primary's WAL before restoring")] = None,
+    junit: JunitOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run one DR drill: backups under load, disaster, restore into a fresh environment, verify; RTO and RPO."""
+    try:
+        _drill(config, results, backup_id, archive_timeout, push_wal, junit, as_json)
+    except HarnessError as exc:
+        _emit_error("drill", exc, as_json, junit)
+        raise
+
+
+def _drill(config, results, backup_id, archive_timeout, push_wal, junit, as_json) -> None:
     from harness.cleanup import cleanup_all
     from harness.config import parse_config
     from harness.drill import DrillRunner, DrillStatus
-    from harness.inputs import check_writable_dir
+    from harness.inputs import check_output_file, check_writable_dir
 
+    if junit is not None:
+        check_output_file(junit, "--junit")
     cfg = load_config(config)
     results_dir = check_writable_dir(results or Path(cfg.run.results_dir), "--results" if results else "run.results_dir")
     for line in cleanup_all():  # what a killed earlier run left behind goes first
@@ -238,13 +309,13 @@ def drill(
             live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
 
         outcome = DrillRunner(cfg, results_dir.resolve(), progress=progress).run()
-    _print_outcomes([outcome])
-    if outcome.status is DrillStatus.FAILED:
+    failed = outcome.status is DrillStatus.FAILED
+    exit_code = _finish("drill", [outcome], [], as_json, junit, code=4 if failed else None)
+    if failed:
         console.print(f"[red]chaosdrill: drill failed:[/] {redact(str(outcome.error))}", highlight=False,
                       soft_wrap=True)
-        raise typer.Exit(4)
-    if outcome.verdict.value != "passed":
-        raise typer.Exit(3)
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 @app.command()

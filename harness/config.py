@@ -326,6 +326,62 @@ SCENARIO_NAMES = ("db_outage", "network_latency", "network_partition", "cache_ou
                   "dr_restore", "replica_failover", "restore_test")
 
 
+GUARD_KINDS = ("availability", "load_error_rate", "p99_latency", "http", "command")
+
+
+class GuardConfig(Strict):
+    """A stop condition, evaluated continuously while the fault is held (harness/guards.py).
+
+    - availability: good samples / samples of `probe` completed in the last `window` < `threshold`
+      (a ratio, the floor), once at least `min_samples` are in the window;
+    - load_error_rate: failed / requests of the load completed in the last `window` > `threshold`
+      (a ratio, the ceiling), once at least `min_samples` requests are in it;
+    - p99_latency: nearest-rank p99 of the `source` ("probe": `probe`'s samples; "load": the load's
+      requests) completed in the last `window` > `threshold` (a duration, the ceiling);
+    - http: GET `url` (loopback) every `interval`; trips when the status is not `expect_status` or
+      the URL does not answer within `timeout` (an alarm endpoint that cannot be read stops the run);
+    - command: run `command` (argv, no shell) every `interval`; trips on a non-zero exit or `timeout`.
+    """
+
+    kind: Literal["availability", "load_error_rate", "p99_latency", "http", "command"]
+    threshold: float | None = None
+    window: Duration = Field(2.0, gt=0, le=3600)
+    min_samples: int = Field(3, ge=1, le=100_000)
+    probe: str | None = Field(None, min_length=1)  # default: the first probe
+    source: Literal["probe", "load"] = "probe"
+    url: str | None = Field(None, pattern=r"^https?://")
+    expect_status: int = Field(200, ge=100, le=599)
+    command: tuple[str, ...] | None = Field(None, min_length=1)
+    timeout: Duration = Field(2.0, gt=0, le=600)
+    interval: Duration = Field(1.0, gt=0, le=3600)  # http and command guards; data guards run every probe
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_by_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "p99_latency" and data.get("threshold") is not None:
+            data = dict(data, threshold=_parse_duration(data["threshold"]))
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _loopback_url(value, "url")
+
+    @model_validator(mode="after")
+    def _fields_of_the_kind(self) -> GuardConfig:
+        if self.kind in ("availability", "load_error_rate", "p99_latency"):
+            if self.threshold is None:
+                what = "a duration, e.g. 800ms" if self.kind == "p99_latency" else "a ratio 0..1, e.g. 0.9"
+                raise ValueError(f"threshold: required for a {self.kind} guard ({what})")
+            if self.kind != "p99_latency" and not 0 <= self.threshold <= 1:
+                raise ValueError(f"threshold: {self.threshold} is not a ratio; allowed: 0..1")
+        if self.kind == "http" and self.url is None:
+            raise ValueError("url: required for an http guard")
+        if self.kind == "command" and not self.command:
+            raise ValueError("command: required for a command guard (a list: program and arguments)")
+        return self
+
+
 class ScenarioConfig(Strict):
     """Timing of one fault scenario: baseline → fault held for `hold` → observe `after` recovery.
 
@@ -341,6 +397,7 @@ class ScenarioConfig(Strict):
     variants: tuple[Literal["kill", "network"], ...] = Field(("kill",), min_length=1)
     latency: Duration = Field(0.4, gt=0, le=60)
     partition_mode: Literal["drop", "reject"] = "drop"
+    guards: dict[str, GuardConfig] = Field(default_factory=dict)  # added to [guards] (same name: replaces it)
 
 
 class DrillRepositoryConfig(Strict):
@@ -554,6 +611,7 @@ class Config(Strict):
     drill: DrillConfig = DrillConfig()
     restore_test: RestoreTestConfig = RestoreTestConfig()
     incidents: IncidentsConfig = IncidentsConfig()
+    guards: dict[str, GuardConfig] = Field(default_factory=dict)  # stop conditions of every fault run
 
     @field_validator("scenarios")
     @classmethod
@@ -595,6 +653,14 @@ class Config(Strict):
                 raise ValueError("load.locustfile: required with environment.kind = 'external' (the bundled "
                                  "one drives the reference app); or set load.enabled = false")
             http = {n for n, s in self.services.items() if s.kind == "http"}
+        for where, guards in [("guards", self.guards)] + [(f"scenarios.{n}.guards", sc.guards)
+                                                          for n, sc in self.scenarios.items()]:
+            for name, g in guards.items():
+                if g.probe is not None and g.probe not in self.probes:
+                    raise ValueError(f"{where}.{name}.probe: no probe {g.probe!r}; defined: {', '.join(self.probes)}")
+                of_load = g.kind == "load_error_rate" or (g.kind == "p99_latency" and g.source == "load")
+                if of_load and not self.load.enabled:
+                    raise ValueError(f"{where}.{name}: a {g.kind} guard of the load needs load.enabled = true")
         for name, probe in self.probes.items():
             if probe.service is not None and probe.service not in http:
                 raise ValueError(f"probes.{name}.service: must be an http service of the environment; "
@@ -608,6 +674,10 @@ class Config(Strict):
 
     def scenario(self, name: str) -> ScenarioConfig:
         return self.scenarios.get(name, ScenarioConfig())
+
+    def guards_for(self, scenario: str) -> dict[str, GuardConfig]:
+        """The stop conditions of `scenario`: [guards], then scenarios.<name>.guards (which win by name)."""
+        return self.guards | self.scenario(scenario).guards
 
 
 def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:

@@ -11,23 +11,39 @@ import time
 
 from locust import HttpUser, constant_throughput, events, task
 
-_log = open(os.environ["CHAOSDRILL_REQUEST_LOG"], "a", buffering=1 << 16) if os.environ.get(  # noqa: SIM115 (lives as long as the process)
-    "CHAOSDRILL_REQUEST_LOG") else None
+# O_APPEND, written in whole lines: several Locust processes (a master's workers) share one log
+# without tearing a line, and the harness's stop conditions read it while the run goes on.
+_fd = os.open(os.environ["CHAOSDRILL_REQUEST_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) \
+    if os.environ.get("CHAOSDRILL_REQUEST_LOG") else None
+_pending: list[str] = []
+_last_flush = time.monotonic()
+FLUSH_EVERY_S = 0.05  # a stop condition on the load sees a request at most this late
+
+
+def _flush_pending() -> None:
+    global _last_flush
+    _last_flush = time.monotonic()
+    if _pending and _fd is not None:
+        data = "".join(_pending).encode()
+        _pending.clear()
+        while data:
+            data = data[os.write(_fd, data):]
 
 
 @events.request.add_listener
 def _on_request(request_type, name, response_time, exception=None, **_kw) -> None:
     """One line per request on the run's clock (CLOCK_MONOTONIC is shared across processes):
     start t_ns, ok, latency ms — so load errors fall in exact before/during/after windows."""
-    if _log is not None:
+    if _fd is not None:
         start_ns = time.monotonic_ns() - int(response_time * 1e6)
-        _log.write(f"{start_ns},{0 if exception else 1},{response_time:.3f},{request_type} {name}\n")
+        _pending.append(f"{start_ns},{0 if exception else 1},{response_time:.3f},{request_type} {name}\n")
+        if time.monotonic() - _last_flush >= FLUSH_EVERY_S or len(_pending) >= 256:
+            _flush_pending()
 
 
 @events.quitting.add_listener
 def _flush(**_kw) -> None:
-    if _log is not None:
-        _log.flush()
+    _flush_pending()
 
 
 class OrdersUser(HttpUser):

@@ -422,6 +422,13 @@ class Verdict(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     INCONCLUSIVE = "inconclusive"  # nothing failed, but something was not measured
+    ABORTED = "aborted"  # a stop condition tripped (or a signal): the fault was reverted early
+    REGRESSED = "regressed"  # objectives met, but significantly worse than the baseline (harness/baseline.py)
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit code of a run with this verdict (harness/errors.py, EXIT_CODES)."""
+        return {"passed": 0, "failed": 3, "inconclusive": 3, "aborted": 6, "regressed": 7}[self.value]
 
 
 def judge_fault(m: FaultMeasurements, targets: Targets) -> list[Objective]:

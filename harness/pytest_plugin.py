@@ -108,22 +108,46 @@ def chaos_env(chaos_config: Config, pytestconfig: pytest.Config):
 
 
 @pytest.fixture
-def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, pytestconfig: pytest.Config):
-    """Runs a held fault under load and probes and records the outcome for the session summary."""
+def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, pytestconfig: pytest.Config,
+                     request: pytest.FixtureRequest):
+    """Runs a held fault under load and probes and records the outcome for the session summary.
+
+    The outcome carries the scenario's test id as its `case` ("test_db_outage[kill]"), which repeats
+    and baselines group by. A run interrupted by SIGINT/SIGTERM is recorded (aborted) before the
+    interruption goes on to end the session."""
     from harness.experiment import FaultExperiment
+    from harness.interrupt import Interrupted
 
     outcomes = pytestconfig.stash[OUTCOMES_KEY]
     hook = pytestconfig.hook
+    case = case_of(request.node)
 
     class Recording(FaultExperiment):
         def run(self, *args, **kwargs):
-            outcome = super().run(*args, **kwargs)
+            kwargs.setdefault("case", case)
+            try:
+                outcome = super().run(*args, **kwargs)
+            except Interrupted as exc:
+                if exc.outcome is not None:
+                    outcomes.append(exc.outcome)
+                    hook.pytest_chaosdrill_run_finished(outcome=exc.outcome)
+                raise
             outcomes.append(outcome)
             hook.pytest_chaosdrill_run_finished(outcome=outcome)
             return outcome
 
     return Recording(chaos_config, chaos_env, chaos_results_dir,
                      progress=lambda message: hook.pytest_chaosdrill_progress(message=message))
+
+
+def case_of(item) -> str:
+    """A scenario's test id without the repeat index: "test_db_outage[kill]" (of "…[kill-repeat2]")."""
+    name = item.name
+    if "[" in name:
+        base, params = name[:-1].split("[", 1)
+        kept = [p for p in params.split("-") if not p.startswith("repeat")]
+        name = f"{base}[{'-'.join(kept)}]" if kept else base
+    return name
 
 
 def _recording_runner(cls, chaos_config: Config, chaos_results_dir: Path, pytestconfig: pytest.Config):

@@ -75,6 +75,9 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
     host: dict[str, str] = field(default_factory=host_info)
     anchor: dict[str, Any] = field(default_factory=dict)
+    status: str = "completed"  # "aborted": a stop condition or a signal ended the fault early (abort says which)
+    abort: dict[str, Any] | None = None
+    case: str | None = None  # the scenario's test id ("test_db_outage[kill]"): repeats and baselines group by it
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -86,6 +86,8 @@ def _fault_charts(tl: Timeline, fault: dict[str, Any]) -> list[str]:
     for e in tl.events:
         if e.kind == BREAKER_STATE and e.data.get("to") in ("open", "closed"):
             markers.append(Marker(rel(e.t_ns), f"breaker {e.source} {e.data['to']}", "#6f42c1"))
+        elif e.kind == "guard.tripped":  # a stop condition: where its threshold was crossed
+            markers.append(Marker(rel(e.data.get("t_crossed_ns", e.t_ns)), f"stop: {e.source}", "#d63384"))
     charts = []
     span = [rel(s.t_ns) for s in tl.samples] or [0.0, 1.0]
     x_range = (min(0.0, min(span)), max(span))
