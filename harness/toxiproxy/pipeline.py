@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import ctypes
 import heapq
+import logging
 import math
 import os
 import random
@@ -67,6 +68,8 @@ __all__ = [
     "ToxicStub",
     "now",
 ]
+
+log = logging.getLogger("harness.toxiproxy")
 
 INTERRUPTED: Any = type("Interrupted", (), {"__repr__": lambda self: "INTERRUPTED"})()
 TIMED_OUT: Any = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT"})()
@@ -525,6 +528,8 @@ class Side(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if exc is not None and not self.conn.closed:
+            self.conn.abnormal(f"{self.conn.name_of(self)} socket error: {exc}")
         self.write_paused = False
         if self._writable is not None:
             _wake(self._writable)
@@ -800,12 +805,23 @@ class Connection:
             side.pause(Side.PAUSE_CONNECT)
             self._connect_task = self.loop.create_task(self._connect())
 
+    def name_of(self, side: Side) -> str:
+        return "client" if side is self.client else "upstream"
+
+    def abnormal(self, why: str) -> None:
+        """Say why a connection is ending other than by its peers' EOFs or a toxic's design."""
+        peer = None
+        with contextlib.suppress(Exception):
+            peer = self.client.transport.get_extra_info("peername")  # type: ignore[union-attr]
+        log.warning("proxy %s: connection from %s: %s", getattr(self.proxy, "name", "?"), peer, why)
+
     async def _connect(self) -> None:
         host, _, port = self.proxy.upstream.rpartition(":")
         self.upstream = up_side = Side(self)
         try:
             await self.loop.create_connection(lambda: up_side, host.strip("[]") or None, int(port))
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            self.abnormal(f"cannot connect to upstream {self.proxy.upstream}: {exc}; closing it")
             self.close()
             return
         if self.closed or self.client.lost:
@@ -816,13 +832,21 @@ class Connection:
         self.client.out_link = up_side.in_link = self.up
         up_side.out_link = self.client.in_link = self.down
         self.proxy.connection_started(self)
-        for data in self.client.early:
-            if data is None:
-                self.up.feed_eof(natural=True)
-            else:
-                self.up.feed(data)
-        self.client.early.clear()
+        if self.closed:
+            return
+        # What either side sent before the links existed (uvloop may deliver the upstream's
+        # first bytes, or its EOF, before create_connection returns), in order.
+        for side, link in ((self.client, self.up), (up_side, self.down)):
+            early, side.early = side.early, []
+            for data in early:
+                if data is None:
+                    link.feed_eof(natural=True)
+                else:
+                    link.feed(data)
         self.client.resume(Side.PAUSE_CONNECT)
+        if up_side.transport is not None and not up_side.lost and not up_side.paused:
+            with contextlib.suppress(RuntimeError, AttributeError):
+                up_side.transport.resume_reading()  # data_received paused it while it had no link
 
     def link_done(self, link: Link, natural: bool) -> None:
         if not natural:

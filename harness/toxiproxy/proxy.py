@@ -334,7 +334,11 @@ class LiveProxy:
         sock, resolved = await bind_listener(self.listen)
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(lambda: Connection(self, loop).client, sock=sock)
+            # backlog: create_server would listen() again with 100, whatever bind_listener asked
+            # for; 500 clients connecting at once then overflow the accept queue.
+            self._server = await loop.create_server(
+                lambda: Connection(self, loop).client, sock=sock, backlog=socket.SOMAXCONN
+            )
         except OSError as exc:
             sock.close()
             raise ApiError(f"listen tcp {self.listen}: {exc.strerror or exc}") from None
@@ -365,6 +369,7 @@ class LiveProxy:
     # called by Connection
     def connection_started(self, conn: Connection) -> None:
         if not self.enabled:
+            conn.abnormal("the proxy was disabled while it connected; closing it")
             conn.close(abort=True)
             return
         self.connections.add(conn)

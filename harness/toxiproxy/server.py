@@ -29,6 +29,28 @@ __all__ = ["ThreadedToxiproxyServer", "ToxiproxyServer", "serve"]
 log = logging.getLogger(__name__)
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft descriptor limit to the hard one, as Go's runtime does at start-up.
+
+    Every proxied connection holds two descriptors; with the common soft limit of 1024, ~500
+    concurrent connections exhaust it, and the proxy's connect to the upstream fails (EMFILE) so
+    the client's connection has to be closed (a reset, as it still holds unread data). Returns
+    the soft limit now in force.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 class ToxiproxyServer:
     """The API plus every proxy it manages, on the running event loop."""
 
@@ -54,6 +76,9 @@ class ToxiproxyServer:
 
     async def start(self) -> None:
         """Bind the API (port 0 picks a free one) and load `config_path` if given."""
+        limit = raise_fd_limit()
+        if 0 < limit < 4096:
+            log.warning("toxiproxy: descriptor limit %d allows only ~%d concurrent connections", limit, limit // 2)
         self.collection = ProxyCollection(self.metrics)
         api = ApiHandler(self.collection, self.metrics)
         try:
