@@ -30,6 +30,7 @@ SCENARIO_ITEMS = {
     "test_db_outage.py::test_db_outage[kill]", "test_db_outage.py::test_db_outage[network]",
     "test_dr_restore.py::test_dr_restore", "test_network_latency.py::test_network_latency",
     "test_network_partition.py::test_network_partition", "test_replica_failover.py::test_replica_failover",
+    "test_restore_test.py::test_restore_test",
 }
 
 
