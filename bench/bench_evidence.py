@@ -96,7 +96,7 @@ def main() -> int:
         out = Path(tempfile.mkdtemp(prefix="chaosdrill-bench-pack-")) / "pack"
         wall, rss, code = run_cli(["evidence", "--period", "2026-Q4", "--results", str(results), "--out", str(out),
                                    "--no-pdf"])
-        packed = sum(1 for _ in (out / "runs").iterdir()) if (out / "runs").is_dir() else 0
+        packed = len(list((out / "runs").glob("*.result.json")))
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
         rows.append([label, count, packed, f"{wall:.1f} s", f"{rss:.0f} MB", f"{size:.0f} MB",
                      "yes" if code == 0 and wall <= GOAL_S and rss <= GOAL_MB else "NO"])
@@ -105,7 +105,7 @@ def main() -> int:
     if chromium:
         out = Path(tempfile.mkdtemp(prefix="chaosdrill-bench-pack-")) / "pack"
         wall, rss, code = run_cli(["evidence", "--period", "2026-Q4", "--results", str(results), "--out", str(out)])
-        rows.append(["with evidence.pdf (headless Chromium)", count, sum(1 for _ in (out / "runs").iterdir()),
+        rows.append(["with evidence.pdf (headless Chromium)", count, len(list((out / "runs").glob("*.result.json"))),
                      f"{wall:.1f} s", f"{rss:.0f} MB (chaosdrill only)",
                      f"{sum(p.stat().st_size for p in out.rglob('*') if p.is_file()) / 1e6:.0f} MB",
                      "(PDF not in the goal)" if code == 0 else "FAILED"])
