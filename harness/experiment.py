@@ -97,11 +97,13 @@ class FaultExperiment:
         self.env = env
         self.results_dir = Path(results_dir or config.run.results_dir)
         self.progress = progress or (lambda _msg: None)
+        self.case: str | None = None  # the scenario's test id, set by the pytest plugin
 
     def run(self, scenario: str, fault: FaultFactory, description: str, case: str | None = None) -> RunOutcome:
         """Run the fault once. A stop condition that trips reverts it early (verdict aborted); SIGINT or
         SIGTERM reverts it, records the run as aborted and raises Interrupted carrying the outcome."""
         cfg = self.config
+        case = case or self.case
         plan = cfg.scenario(scenario)
         run_id = new_run_id(scenario)
         run_dir = self.results_dir / run_id

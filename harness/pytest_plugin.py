@@ -124,7 +124,6 @@ def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, p
 
     class Recording(FaultExperiment):
         def run(self, *args, **kwargs):
-            kwargs.setdefault("case", case)
             try:
                 outcome = super().run(*args, **kwargs)
             except Interrupted as exc:
@@ -136,8 +135,10 @@ def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, p
             hook.pytest_chaosdrill_run_finished(outcome=outcome)
             return outcome
 
-    return Recording(chaos_config, chaos_env, chaos_results_dir,
-                     progress=lambda message: hook.pytest_chaosdrill_progress(message=message))
+    experiment = Recording(chaos_config, chaos_env, chaos_results_dir,
+                           progress=lambda message: hook.pytest_chaosdrill_progress(message=message))
+    experiment.case = case
+    return experiment
 
 
 def case_of(item) -> str:

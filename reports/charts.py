@@ -40,6 +40,8 @@ class Series:
     label: str
     color: str
     kind: str = "line"  # line | dots | bars
+    radius: float = 2.2  # dots
+    ring: bool = False   # dots: hollow (e.g. a run that missed its target)
 
 
 @dataclass
@@ -118,7 +120,8 @@ def render(chart: Chart) -> str:
             path = " ".join(f"{'M' if i == 0 else 'L'}{tx(x):.1f},{ty(y):.1f}" for i, (x, y) in enumerate(s.points))
             out.append(f'<path d="{path}" fill="none" stroke="{s.color}" stroke-width="1.5"/>')
         elif s.kind == "dots":
-            out.extend(f'<circle cx="{tx(x):.1f}" cy="{ty(y):.1f}" r="2.2" fill="{s.color}"/>' for x, y in s.points)
+            paint = f'fill="#fff" stroke="{s.color}" stroke-width="2"' if s.ring else f'fill="{s.color}"'
+            out.extend(f'<circle cx="{tx(x):.1f}" cy="{ty(y):.1f}" r="{s.radius}" {paint}/>' for x, y in s.points)
         elif s.kind == "bars":
             out.extend(f'<rect x="{tx(x) - bar_w / 2:.1f}" y="{ty(y):.1f}" width="{bar_w:.1f}" '
                        f'height="{max(0.0, ty(y_lo) - ty(y)):.1f}" fill="{s.color}"/>' for x, y in s.points)

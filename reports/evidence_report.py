@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime
+from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,10 +54,12 @@ def objective_charts(ev: dict[str, Any]) -> list[str]:
         target = targets.get(key)
         series = []
         for s in scenarios:
-            mine = [((datetime.fromisoformat(p["started_at"]) - start).total_seconds() / 86400, p["achieved"] * scale)
-                    for p in pts if p["scenario"] == s]
-            if mine:
-                series.append(Series(mine, s, colors[s], "dots"))
+            for missed in (False, True):  # a run that missed its target: a hollow ring, named in the legend
+                mine = [((datetime.fromisoformat(p["started_at"]) - start).total_seconds() / 86400,
+                         p["achieved"] * scale) for p in pts if p["scenario"] == s and (p["passed"] is False) == missed]
+                if mine:
+                    series.append(Series(mine, f"{s} (missed the target)" if missed else s, colors[s], "dots",
+                                         radius=4.5, ring=missed))
         y_max = top * scale * 1.25 or 1.0
         title = f"{label}: every run of the period (target {format_value(target, 's')})"
         if target is not None and target * scale <= y_max * 2:
@@ -64,8 +67,9 @@ def objective_charts(ev: dict[str, Any]) -> list[str]:
             series.append(Series([(0.0, target * scale), (days, target * scale)], "target", "#b02a37", "line"))
         elif target is not None:
             title += " — the target is far above every point, off the chart"
-        charts.append(render(Chart(title, f"days since {start:%Y-%m-%d}", f"{label} ({unit})", series,
-                                   y_max=y_max, x_range=(0.0, days))))
+        svg = render(Chart(title, f"days since {start:%Y-%m-%d}", f"{label} ({unit})", series, y_max=y_max,
+                           x_range=(0.0, days)))
+        charts.append(f'<figure class="objchart"><figcaption>{escape(title)}</figcaption>{svg}</figure>')
     return charts
 
 
