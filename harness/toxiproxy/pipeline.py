@@ -779,9 +779,10 @@ class Link:
 
 
 def _set_linger0(transport: asyncio.Transport | None) -> None:
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
+    # A transport already closed (its peer gone) may refuse get_extra_info: nothing to reset then.
+    with contextlib.suppress(Exception):
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
 
 
@@ -888,7 +889,9 @@ class Connection:
 
     def reset(self) -> None:
         """RST both peers, as upstream's reset_peer does with SO_LINGER 0."""
-        for side in (self.client, self.upstream):
-            if side is not None:
-                _set_linger0(side.transport)
-        self.close(abort=True)
+        try:
+            for side in (self.client, self.upstream):
+                if side is not None and not side.lost:
+                    _set_linger0(side.transport)
+        finally:
+            self.close(abort=True)  # whatever happened above, the connection ends here

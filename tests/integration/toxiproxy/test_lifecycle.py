@@ -122,6 +122,23 @@ TOGGLE_SECONDS = 7.5  # × 8 types = one minute of toggling under traffic
 CLIENTS = 12
 
 
+def _describe(server, name: str) -> str:
+    """The connections a proxy still holds, and where each of their links stands."""
+    proxy = server.server.collection.proxies.get(name)
+    out = []
+    for conn in list(proxy.connections if proxy else [])[:5]:
+        links = []
+        for link in (conn.up, conn.down):
+            if link is not None:
+                links.append(
+                    f"dir={link.direction} done={link.done} eof_in={link.eof_in} fast={link.fast} "
+                    f"stubs={[(w.type, st.closed, st.saw_eof, len(st.input)) for w, st in zip(link.wrappers, link.stubs, strict=False)]} "
+                    f"ops={list(link._ops)}"
+                )
+        out.append(f"client_lost={conn.client.lost} up_lost={conn.upstream.lost if conn.upstream else None} {links}")
+    return f"{len(proxy.connections) if proxy else 0} connections left: " + " | ".join(out)
+
+
 def _fds() -> list[str]:
     out = []
     for fd in os.listdir("/proc/self/fd"):
@@ -204,5 +221,5 @@ def test_toggling_every_toxic_under_traffic_leaves_nothing_open(server, client, 
     assert not any(t.is_alive() for t in threads)
     assert toggles > 100 and stats["done"] > 200, (toggles, stats)
     assert stats["unclosed"] == 0, stats
-    assert wait_until(lambda: live(server, "toggle") == 0), f"{live(server, 'toggle')} connections left"
+    assert wait_until(lambda: live(server, "toggle") == 0), _describe(server, "toggle")
     assert wait_until(lambda: len(_fds()) <= len(fds_before)), sorted(set(_fds()) - set(fds_before))
