@@ -561,7 +561,7 @@ class RestoreTestRunner:
                                 timeout=120)
         if create.returncode != 0 and "already exists" not in create.stderr:
             return False, f"createdb {pg.database}: {one_line(Exception(create.stderr))}"
-        jobs = ["-j", "2"] if pg.header.get("Format", "").upper() in ("CUSTOM", "DIRECTORY") else []
+        jobs = ["-j", "2"] if pg.header.get("format", "").upper() in ("CUSTOM", "DIRECTORY") else []
         proc = subprocess.run([str(bindir / "pg_restore"), *conn, "-d", pg.database, *jobs, "--no-owner",
                                "--no-privileges", "--exit-on-error", str(pg.path)],
                               capture_output=True, text=True, timeout=24 * 3600)

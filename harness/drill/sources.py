@@ -248,21 +248,22 @@ class PgDumpSource:
         if proc.returncode != 0:
             self.toc_error = _one_line(Exception(proc.stderr or proc.stdout or f"exit {proc.returncode}"))
             return
-        for line in proc.stdout.splitlines()[:30]:
-            m = re.match(r";\s+([A-Za-z ]+):\s*(.*)$", line)
-            if m:
-                self.header[m.group(1).strip()] = m.group(2).strip()
+        for line in proc.stdout.splitlines()[:30]:  # "; Archive created at T", ";     dbname: shop" …
+            if m := re.match(r";\s+Archive created at (.+)$", line):
+                self.header["archive created at"] = m.group(1).strip()
+            elif m := re.match(r";\s+([A-Za-z ]+):\s*(.*)$", line):
+                self.header[m.group(1).strip().lower()] = m.group(2).strip()
 
     def major(self) -> int:
-        m = re.match(r"(\d+)", self.header.get("Dumped from database version", ""))
+        m = re.match(r"(\d+)", self.header.get("dumped from database version", ""))
         return int(m.group(1)) if m else 0
 
     @property
     def database(self) -> str:
-        return self.cfg.database or self.header.get("Dbname") or "restored"
+        return self.cfg.database or self.header.get("dbname") or "restored"
 
     def created_at(self) -> datetime | None:
-        text = self.header.get("Archive created at")
+        text = self.header.get("archive created at")
         if not text:
             return None
         try:
@@ -276,9 +277,9 @@ class PgDumpSource:
             else self.path.stat().st_size
         created = self.created_at()
         return {"kind": self.kind, "location": self.location, "id": str(self.path), "type": "logical dump",
-                "format": self.header.get("Format", "unknown"), "database": self.database,
+                "format": self.header.get("format", "unknown"), "database": self.database,
                 "finished_at": created.isoformat() if created else None, "size": size,
-                "dumped_from": self.header.get("Dumped from database version"), "pg_major": self.major(),
+                "dumped_from": self.header.get("dumped from database version"), "pg_major": self.major(),
                 "toc_error": self.toc_error}
 
     def stop_time(self) -> datetime | None:
