@@ -2,7 +2,7 @@
 
 Every file of the pack (manifest and sign-off included) is put under `s3://bucket/prefix/<pack
 name>/` with `ObjectLockMode` and `ObjectLockRetainUntilDate` from the policy's `[archive]`
-(mode, retain_days); then each object's retention is read back (HEAD + GetObjectRetention) and
+(mode, retain_days); then each object's retention is read back (HEAD: mode, retain-until) and
 the upload fails naming every object that does not carry it. The bucket must have Object Lock
 enabled (it can only be turned on when a bucket is created; `create_bucket=True` does that for a
 new bucket). Credentials are boto3's usual ones (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a
@@ -36,7 +36,7 @@ class UploadReport:
 def parse_s3_url(url: str) -> tuple[str, str]:
     m = _S3_URL.match(url.strip())
     if not m:
-        raise ConfigError(f"--upload: {url[:80]!r} is not an S3 URL; allowed: s3://bucket[/prefix]")
+        raise ConfigError(f"--upload: {url[:80]!r} is not an S3 URL; allowed: s3://bucket or s3://bucket/prefix")
     return m.group(1), (m.group(2) or "").strip("/")
 
 
@@ -48,6 +48,26 @@ def _client(archive: Archive, endpoint_url: str | None):
     return boto3.client("s3", endpoint_url=endpoint, region_name=archive.region,
                         config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
                                       s3={"addressing_style": "path"}))
+
+
+def _check_lock(client, bucket: str, url: str) -> None:
+    """The bucket exists and has Object Lock enabled; otherwise nothing is written (one line naming it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        conf = client.get_object_lock_configuration(Bucket=bucket).get("ObjectLockConfiguration", {})
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise HarnessError(f"{url}: upload failed: bucket {bucket} does not exist (create it with Object Lock "
+                               "enabled)") from None
+        if code == "ObjectLockConfigurationNotFoundError":
+            conf = {}
+        else:
+            raise
+    if conf.get("ObjectLockEnabled") != "Enabled":
+        raise HarnessError(f"{url}: upload failed: bucket {bucket} does not have Object Lock enabled (it can only be "
+                           "turned on when a bucket is created); nothing was uploaded")
 
 
 def upload_pack(pack: Path, url: str, archive: Archive, *, endpoint_url: str | None = None,
@@ -68,6 +88,7 @@ def upload_pack(pack: Path, url: str, archive: Archive, *, endpoint_url: str | N
                 client.head_bucket(Bucket=bucket)
             except ClientError:
                 client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        _check_lock(client, bucket, url)
         files = sorted(p for p in pack.rglob("*") if p.is_file())
         for path in files:
             key = f"{base}/{path.relative_to(pack).as_posix()}"
@@ -78,7 +99,7 @@ def upload_pack(pack: Path, url: str, archive: Archive, *, endpoint_url: str | N
             report.objects.append(key)
         missing = []
         for key in report.objects:  # read back: each object must carry the retention asked for
-            head = client.head_object(Bucket=bucket, Key=key)
+            head = client.head_object(Bucket=bucket, Key=key)  # carries the object's retention (mode, until)
             got_until = head.get("ObjectLockRetainUntilDate")
             if head.get("ObjectLockMode") != archive.lock_mode or got_until is None or got_until < until - timedelta(seconds=1):
                 missing.append(key)
@@ -90,6 +111,6 @@ def upload_pack(pack: Path, url: str, archive: Archive, *, endpoint_url: str | N
         hint = " (the bucket needs Object Lock enabled)" if "lock" in str(err.get("Message", "")).lower() \
             or err.get("Code") == "InvalidRequest" else ""
         raise HarnessError(f"{url}: upload failed: {err.get('Code', '')} {err.get('Message', '')}{hint}".strip()) from None
-    except BotoCoreError as exc:
-        raise HarnessError(f"{url}: upload failed: {str(exc).splitlines()[0][:200]}") from None
+    except (BotoCoreError, OSError) as exc:
+        raise HarnessError(f"{url}: upload failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}") from None
     return report
