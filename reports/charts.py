@@ -135,5 +135,7 @@ def render(chart: Chart) -> str:
         out.append(f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{s.color}"/>'
                    f'<text x="{legend_x + 14}" y="17" class="legend">{escape(s.label)}</text>')
         legend_x += 24 + 7 * len(s.label)
+    # the title is visible too (top right, beside the legend): charts of several probes must say which is which
+    out.append(f'<text x="{WIDTH - PAD_R}" y="17" text-anchor="end" class="title">{escape(chart.title)}</text>')
     out.append("</svg>")
     return "".join(out)
