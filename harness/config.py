@@ -243,6 +243,9 @@ class LoadConfig(Strict):
     users: int = Field(10, ge=1, le=1000)
     spawn_rate: float = Field(10.0, gt=0, le=1000)
     throughput_per_user: float = Field(5.0, gt=0, le=100)
+    # 0: one Locust process (one core). N: Locust's distributed mode, a master on a loopback port plus N
+    # worker processes on this machine (README, "Load"; docs/recipes.md for workers on other machines).
+    workers: int = Field(0, ge=0, le=64)
 
 
 class Targets(Strict):
@@ -417,6 +420,18 @@ class DrillRepositoryConfig(Strict):
     pgbackrest_host: str = "localhost"
     pgbackrest_port: Port = 443
     verify_tls: bool = True
+    # kind = "s3": Object Lock retention (WORM) for every object, pgBackRest's included (the bucket's default
+    # retention); both or neither. pgBackRest's expire cannot delete a locked object before it expires.
+    lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = None
+    lock_days: int | None = Field(None, ge=1, le=36500)
+
+    @model_validator(mode="after")
+    def _lock_both_or_neither(self) -> DrillRepositoryConfig:
+        if (self.lock_mode is None) != (self.lock_days is None):
+            raise ValueError("lock_mode and lock_days: set both (Object Lock retention) or neither")
+        if self.lock_mode is not None and self.kind != "s3":
+            raise ValueError("lock_mode/lock_days: only for kind = \"s3\" (S3 Object Lock)")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -217,7 +217,7 @@ def make_repository(rc: DrillRepositoryConfig, scratch: Path):
 
     return S3Repository(endpoint_url=rc.endpoint_url, bucket=rc.bucket, prefix=rc.prefix, region=rc.region,
                         access_key=rc.access_key.get_secret_value(), secret_key=rc.secret_key.get_secret_value(),
-                        verify=rc.ca_file or rc.verify_tls,
+                        verify=rc.ca_file or rc.verify_tls, lock_mode=rc.lock_mode, lock_days=rc.lock_days,
                         pgbackrest=PgBackRestS3(host=rc.pgbackrest_host, port=rc.pgbackrest_port,
                                                 ca_file=rc.ca_file, verify_tls=rc.verify_tls))
 
@@ -365,7 +365,7 @@ class DrillRunner:
             from harness.load import LoadRun
 
             st.load = LoadRun(source.app_url, st.run_dir / "load", cfg.load.users, cfg.load.spawn_rate,
-                              cfg.load.throughput_per_user).start()
+                              cfg.load.throughput_per_user, workers=cfg.load.workers).start()
             stack.callback(self._stop_load, st)
         probes = [HttpProbe(f"source {name}", source.app_url + p.path, p.timeout, p.latency_threshold,
                             p.expect_status) for name, p in cfg.probes.items()]

@@ -281,14 +281,42 @@ class S3Repository:
         with self._mapped("head_bucket"):
             try:
                 self.client.head_bucket(Bucket=self.bucket)
-                return
+                exists = True
             except Exception as exc:  # noqa: BLE001 - re-raised unless it is "no such bucket"
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code")
                 if code not in ("404", "NoSuchBucket", "NotFound"):
                     raise
-        with self._mapped("create_bucket"):
-            kwargs = {"ObjectLockEnabledForBucket": True} if self.lock_mode else {}
-            self.client.create_bucket(Bucket=self.bucket, **kwargs)
+                exists = False
+        if not exists:
+            with self._mapped("create_bucket"):
+                kwargs = {"ObjectLockEnabledForBucket": True} if self.lock_mode else {}
+                self.client.create_bucket(Bucket=self.bucket, **kwargs)
+        if self.lock_mode:
+            self._default_retention()
+
+    def _default_retention(self) -> None:
+        """The bucket's default Object Lock retention = (lock_mode, lock_days), so every object written
+        without its own retention (pgBackRest's backup.info, backup files and WAL segments) is locked too.
+        A bucket without Object Lock cannot honour it (S3 turns the lock on only at creation): refused."""
+        with self._mapped("get_object_lock_configuration"):
+            try:
+                conf = self.client.get_object_lock_configuration(Bucket=self.bucket).get("ObjectLockConfiguration", {})
+            except Exception as exc:  # noqa: BLE001 - re-raised unless the bucket has no lock configuration
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ObjectLockConfigurationNotFoundError":
+                    raise
+                conf = {}
+        if conf.get("ObjectLockEnabled") != "Enabled":
+            raise RepositoryError(f"s3://{self.bucket}: Object Lock is not enabled on this bucket, so lock_mode/"
+                                  "lock_days cannot be applied (S3 enables it only when a bucket is created: use a new "
+                                  "bucket, which chaosdrill creates with Object Lock)")
+        want = {"Mode": self.lock_mode, "Days": self.lock_days}
+        rule = conf.get("Rule", {}).get("DefaultRetention", {})
+        if (rule.get("Mode"), rule.get("Days")) == (self.lock_mode, self.lock_days):
+            return
+        with self._mapped("put_object_lock_configuration"):
+            self.client.put_object_lock_configuration(
+                Bucket=self.bucket,
+                ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": want}})
 
     def check(self) -> None:
         with self._mapped("head_bucket"):
@@ -365,4 +393,65 @@ class S3Repository:
             opts["repo1-storage-ca-file"] = tls.ca_file
         if not tls.verify_tls:
             opts["repo1-storage-verify-tls"] = "n"
+        return opts
+
+
+class PgBackRestS3Repository(S3Repository):
+    """A user's own pgBackRest repository in S3 (its bucket + repo1-path), opened read-only.
+
+    Like `PgBackRestLocalRepository`: keys keep the `pgbackrest/` prefix, so `verify_stanza` reads
+    `pgbackrest/backup/<stanza>/…` as `<path>/backup/<stanza>/…` of the bucket; every write
+    (put, delete, bucket creation) is refused. chaosdrill reads the bucket through boto3 at
+    `endpoint_url` (default https://endpoint:port); pgBackRest reaches it over TLS at
+    `endpoint`:`port` (it checks the DNS name, so "localhost", with `ca_file` for a self-signed cert).
+    """
+
+    def __init__(self, *, endpoint: str, port: int = 443, bucket: str, path: str = "/", region: str = "us-east-1",
+                 access_key: str, secret_key: str, ca_file: str | None = None, verify_tls: bool = True,
+                 endpoint_url: str | None = None, cipher_pass: str | None = None, timeout_s: float = 5.0) -> None:
+        super().__init__(endpoint_url=endpoint_url or f"https://{endpoint}:{port}", bucket=bucket,
+                         prefix=path.strip("/"), access_key=access_key, secret_key=secret_key, region=region,
+                         verify=ca_file or verify_tls, timeout_s=timeout_s,
+                         pgbackrest=PgBackRestS3(host=endpoint, port=port, ca_file=ca_file, verify_tls=verify_tls))
+        self.cipher_pass = cipher_pass
+
+    def describe(self) -> str:
+        return f"pgBackRest repository s3://{self.bucket}/{self.prefix} at {self.endpoint_url}"
+
+    def __repr__(self) -> str:
+        return (f"PgBackRestS3Repository(endpoint_url={self.endpoint_url!r}, bucket={self.bucket!r}, "
+                f"path={self.prefix!r})")
+
+    def _key(self, key: str) -> str:
+        k = _clean_key(key)
+        if k == PGBACKREST_DIR or k.startswith(PGBACKREST_DIR + "/"):
+            rest = k[len(PGBACKREST_DIR) + 1:]
+            return "/".join(p for p in (self.prefix, rest) if p)
+        return "/".join(p for p in (self.prefix, ".chaosdrill-not-a-pgbackrest-key", k) if p)  # never exists
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = self._key(prefix) if prefix else ""
+        if prefix and prefix.endswith("/"):
+            full += "/"
+        elif not prefix and self.prefix:
+            full = self.prefix + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        out: list[str] = []
+        with self._mapped("list"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                out += [f"{PGBACKREST_DIR}/{o['Key'][strip:]}" for o in page.get("Contents", [])]
+        return sorted(out)
+
+    def init(self) -> None:
+        self.check()  # never created here: it is the user's
+
+    def _refuse(self, *_args: object) -> None:
+        raise ReadOnlyRepositoryError(f"{self.describe()} is read-only: chaosdrill never writes into it")
+
+    put_file = put_bytes = delete = _refuse  # type: ignore[assignment]
+
+    def pgbackrest_options(self) -> dict[str, str]:
+        opts = super().pgbackrest_options() | {"repo1-path": "/" + self.prefix}
+        if self.cipher_pass:
+            opts |= {"repo1-cipher-type": "aes-256-cbc", "repo1-cipher-pass": self.cipher_pass}
         return opts
