@@ -139,11 +139,12 @@ class FaultExperiment:
         with ExitStack() as stack:
             load: LoadRun | None = None
             if cfg.load.enabled:
-                self.progress(f"starting load: {cfg.load.users} users × {cfg.load.throughput_per_user} req/s")
+                self.progress(f"starting load: {cfg.load.users} users × {cfg.load.throughput_per_user} req/s"
+                              + (f" (Locust master + {cfg.load.workers} workers)" if cfg.load.workers else ""))
                 extra = {"locustfile": Path(cfg.load.locustfile).resolve()} if cfg.load.locustfile else {}
                 load = LoadRun(self.env.app_url, run_dir / "load", cfg.load.users, cfg.load.spawn_rate,
                                cfg.load.throughput_per_user, max_duration_s=planned_duration_s(plan, cfg.run),
-                               **extra).start()
+                               workers=cfg.load.workers, **extra).start()
                 state["load"] = load
                 stack.callback(self._stop_load, load, state, timeline)
             runner = stack.enter_context(ProbeRunner(probes_for(cfg, self.env), timeline, cfg.run.probe_interval))
@@ -179,6 +180,8 @@ class FaultExperiment:
             if load is not None:
                 state["stats"] = load.stop()
                 load.record(timeline, bucket_s=cfg.run.probe_interval)
+                for error in load.errors:
+                    self.progress(f"load error: {error}")
 
     def _conclude(self, scenario: str, case: str | None, run_id: str, run_dir: Path, timeline: Timeline,
                   started: datetime, state: dict[str, Any], probe: str, description: str,
