@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, SecretStr
 
 MASK = "**********"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 MIN_LENGTH = 4
 _secrets: set[str] = set()
 _factory_installed = False
@@ -97,7 +99,11 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, SecretStr):
         return MASK
     if isinstance(obj, dict):
-        return {redact_obj(k): redact_obj(v) for k, v in obj.items()}
+        # Names in our own schema ("chaosdrill", "postgres", …) stay: masking a key that equals a weak
+        # secret would corrupt the document (a report could no longer find `versions.chaosdrill`).
+        # Any other key is scrubbed like a value.
+        return {k if isinstance(k, str) and _IDENTIFIER.fullmatch(k) else redact_obj(k): redact_obj(v)
+                for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [redact_obj(v) for v in obj]
     return obj

@@ -101,9 +101,10 @@ def write_timeline_csv(path: Path, timeline: Timeline) -> None:
     rows.sort(key=lambda r: r[0])
     buf = io.StringIO(newline="")
     writer = csv.writer(buf)
-    writer.writerow(TIMELINE_COLUMNS)
-    writer.writerows(rows)
-    redact.write_private(path, buf.getvalue())  # owner-only; a secret in an event's detail is scrubbed
+    writer.writerows(redact.redact_obj(rows))  # a secret in an event's detail is scrubbed, cell by cell
+    header = io.StringIO(newline="")
+    csv.writer(header).writerow(TIMELINE_COLUMNS)  # our column names, never masked (a weak secret may equal one)
+    redact.write_private(path, (header.getvalue() + buf.getvalue()).encode())  # owner-only
 
 
 def read_timeline_csv(path: Path, anchor: dict[str, Any]) -> Timeline:
@@ -159,7 +160,7 @@ def write_run(run_dir: Path, record: RunRecord, timeline: Timeline) -> Path:
     write_timeline_csv(run_dir / "timeline.csv", timeline)
     out = run_dir / "result.json"
     data = redact.redact_obj(json.loads(json.dumps(record.to_dict(), default=str)))
-    redact.write_private(out, json.dumps(data, indent=2))
+    redact.write_private(out, json.dumps(data, indent=2).encode())  # scrubbed above, keys kept (redact_obj)
     redact.make_private(run_dir)
     return out
 

@@ -115,3 +115,20 @@ def test_a_damaged_result_is_one_line_not_a_traceback(tmp_path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr  # a damaged run directory is bad input
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "objectives[0]: missing key 'target'" in lines[0], proc.stderr
+
+
+def test_a_weak_secret_equal_to_our_own_names_leaves_the_run_readable(tmp_path) -> None:
+    """A password "postgres" (or "chaosdrill") is masked in every value, yet result.json keeps its keys,
+    timeline.csv its header, and the report renders (it once failed on `versions.<masked>`)."""
+    from harness import redact
+
+    redact.register("postgres")
+    try:
+        report = synthetic_run(tmp_path / "run")
+    finally:
+        redact.clear()
+    doc = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "postgres" in doc["environment"]["versions"]
+    timeline = (tmp_path / "run" / "timeline.csv").read_text()
+    assert timeline.splitlines()[0].startswith("t_ns,") and "KillProcess(**********)" in timeline
+    assert "KillProcess(postgres)" not in timeline and report.is_file()

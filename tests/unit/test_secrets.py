@@ -162,3 +162,11 @@ async def test_webhook_token_is_sent_but_never_shown(caplog):
 def test_results_files_written_elsewhere_are_not_world_readable(tmp_path):
     out = redact.write_private(tmp_path / "f.txt", "x")
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+
+
+
+def test_a_secret_equal_to_a_schema_name_masks_values_but_keeps_keys():
+    """A weak secret ("chaosdrill", the compose demo's first password) must not corrupt result.json."""
+    redact.register("chaosdrill")
+    assert redact.redact_obj({"chaosdrill": "chaosdrill 1.0", "a/chaosdrill": 1}) == {
+        "chaosdrill": "********** 1.0", "a/**********": 1}
