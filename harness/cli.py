@@ -123,10 +123,18 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show pytest's own output")] = False,
     junit: JunitOpt = None,
     as_json: JsonOpt = False,
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, max=100, help="run each fault scenario N times, "
+                                               "each in a fresh environment; statistics per objective "
+                                               "(default run.repeat: 1)")] = None,
+    repeat_rule: Annotated[str | None, typer.Option("--repeat-rule", help="verdict of a repeat set: all (every "
+                                                    "repeat passes) or p95 (the p95 meets the target); default "
+                                                    "run.repeat_rule: all")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="compare with earlier runs: last:N, a run or "
+                                                 "series id, or a series.json file; regressed = exit 7")] = None,
 ) -> None:
     """Run scenarios (default: db_outage), then print a summary and the report paths."""
     try:
-        _run(marker, config, results, scenarios, keyword, verbose, junit, as_json)
+        _run(marker, config, results, scenarios, keyword, verbose, junit, as_json, repeat, repeat_rule, baseline)
     except HarnessError as exc:
         _emit_error("run", exc, as_json, junit)
         raise
@@ -148,13 +156,19 @@ def _emit_error(command: str, exc: HarnessError, as_json: bool, junit: Path | No
 
 def _finish(command: str, outcomes: list, series: list, as_json: bool, junit: Path | None,
             code: int | None = None) -> int:
-    """Print the outcomes (stderr), write --junit, print --json (stdout); the command's exit code."""
+    """Print the outcomes (stderr), write --junit, print --json (stdout); the command's exit code.
+
+    A run that belongs to a series (--repeat, --baseline) counts through the series' verdict (its rule
+    and its regression), not on its own."""
     from harness.ci_output import dumps_summary, summary, write_junit
     from harness.errors import most_severe
 
+    in_series = {run_id for s in series for run_id in s["runs"]}
     if code is None:
-        code = most_severe([o.verdict.exit_code for o in outcomes] + [s["exit_code"] for s in series])
+        code = most_severe([o.verdict.exit_code for o in outcomes if o.run_id not in in_series]
+                           + [s["exit_code"] for s in series])
     _print_outcomes(outcomes, to_stdout=not as_json)
+    _print_series(series, to_stdout=not as_json)
     doc = summary(command, code, outcomes, [{k: v for k, v in s.items() if k != "exit_code"} for s in series])
     if junit:
         write_junit(junit, doc)
@@ -164,7 +178,8 @@ def _finish(command: str, outcomes: list, series: list, as_json: bool, junit: Pa
     return code
 
 
-def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json) -> None:
+def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json, repeat=None, repeat_rule=None,
+         baseline=None) -> None:
     from harness.cleanup import cleanup_all
     from harness.inputs import check_output_file, check_writable_dir
 
@@ -177,6 +192,15 @@ def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json) -
     if keyword is not None:
         _check_keyword(keyword)
     cfg = load_config(config)  # validate everything before anything starts
+    repeat = repeat or cfg.run.repeat
+    repeat_rule = repeat_rule or cfg.run.repeat_rule
+    from harness.series import RULES
+
+    if repeat_rule not in RULES:
+        raise ConfigError(f"--repeat-rule {repeat_rule!r}; allowed: {', '.join(RULES)}")
+    baseline = baseline or cfg.regression.baseline
+    if baseline is not None:
+        _check_baseline_spec(baseline)
     scen = _scenarios_dir(scenarios)
     results_dir = check_writable_dir(results or Path(cfg.run.results_dir), "--results" if results else "run.results_dir")
     for line in cleanup_all():  # what a killed earlier run left behind goes first
@@ -186,7 +210,7 @@ def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json) -
             *(["-v"] if verbose else ["-q", "--no-header"])]
     if config:
         args += ["--chaos-config", str(config)]
-    args += ["--chaos-results", str(results_dir.resolve())]
+    args += ["--chaos-results", str(results_dir.resolve()), "--chaos-repeat", str(repeat)]
     if keyword:
         args += ["-k", keyword]
     from harness import interrupt
@@ -214,7 +238,8 @@ def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json) -
         raise ConfigError(f"no scenario ran for {', '.join(markers)}: {'; '.join(plugin.skipped) or 'all skipped'}")
     missed = any(o.verdict.value != "passed" for o in plugin.outcomes)
     if code == pytest.ExitCode.OK or (code == pytest.ExitCode.TESTS_FAILED and missed):
-        exit_code = _finish("run", plugin.outcomes, [], as_json, junit)
+        series = _series(plugin.outcomes, cfg, results_dir.resolve(), repeat, repeat_rule, baseline)
+        exit_code = _finish("run", plugin.outcomes, series, as_json, junit)
         if exit_code:
             raise typer.Exit(exit_code)
         return
@@ -222,6 +247,73 @@ def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json) -
     hint = "" if verbose else " (rerun with -v for pytest's output)"
     error = ConfigError(f"{why}{hint}") if code == pytest.ExitCode.USAGE_ERROR else HarnessError(f"{why}{hint}")
     raise error
+
+
+def _check_baseline_spec(spec: str) -> None:
+    """--baseline's form, before anything starts (whether the run id exists is known after the runs)."""
+    if spec.startswith("last:"):
+        n = spec[5:]
+        if not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"--baseline {spec!r}: last:N needs a whole number N ≥ 1, e.g. last:10")
+    elif not spec.strip():
+        raise ConfigError("--baseline: empty; allowed: last:N, a run or series id, or a series.json file")
+
+
+def _series(outcomes: list, cfg, results_dir: Path, repeat: int, rule: str, baseline: str | None) -> list[dict]:
+    """One series per (scenario, case) when repeating or comparing: statistics, regression, series.json."""
+    if repeat <= 1 and baseline is None:
+        return []
+    from harness.baseline import compare, resolve_baseline
+    from harness.ci_output import run_dict
+    from harness.history import load_history
+    from harness.results import new_run_id
+    from harness.series import apply_regression, build_series, write_series
+
+    groups: dict[tuple, list] = {}
+    for o in outcomes:
+        d = run_dict(o)
+        groups.setdefault((d["scenario"], d["case"]), []).append(o)
+    hist = load_history(results_dir) if baseline else None
+    current = {o.run_id for o in outcomes}
+    out = []
+    for (scenario, case), runs in groups.items():
+        s = build_series(new_run_id(f"{scenario}-series"), runs, rule, repeat, scenario=scenario)
+        if baseline:
+            label, base_runs, samples = resolve_baseline(baseline, hist, s.scenario, case, exclude=current)
+            apply_regression(s, compare(s.objectives, samples, label=label, baseline_runs=base_runs,
+                                        tolerance=cfg.regression.tolerance, alpha=cfg.regression.alpha,
+                                        min_history=cfg.regression.min_history))
+        write_series(results_dir, s)
+        out.append(s.summary_dict())
+    return out
+
+
+def _print_series(series: list, to_stdout: bool = True) -> None:
+    from rich.markup import escape
+
+    from reports.run_report import format_value
+
+    for s in series:
+        color = "green" if s["verdict"] == "passed" else "red"
+        console.print(f"[bold]series {s['series_id']}[/] ({escape(s['case'] or s['scenario'])} × {s['repeats']}, rule "
+                      f"{s['rule']}): [{color}]{s['verdict']}[/]", highlight=False, soft_wrap=True)
+        table = Table(box=None, pad_edge=False, padding=(0, 2))
+        for col in ("objective", "median", "p95", "worst", "95% CI (median)", "result"):
+            table.add_column(col)
+        for o in s["objectives"]:
+            f = lambda v, u=o["unit"]: format_value(v, u)  # noqa: E731
+            ci = "—" if o["ci95"] is None else f"{f(o['ci95'][0])} – {f(o['ci95'][1])}"
+            table.add_row(o["name"], f(o["median"]), f(o["p95"]), f(o["worst"]), ci,
+                          {True: "[green]pass", False: "[red]FAIL", None: "[yellow]not measured"}[o["passed"]])
+        console.print(table)
+        reg = s.get("regression")
+        if reg:
+            console.print(f"compared with {escape(reg['baseline'])}: {reg['status']}", highlight=False, soft_wrap=True)
+            for c in reg["objectives"]:
+                color = {"regressed": "red", "ok": "green"}.get(c["status"], "yellow")
+                console.print(f"  [{color}]{c['status']}[/] {escape(c['message'])}", highlight=False, soft_wrap=True)
+        if s.get("report"):
+            (out if to_stdout else console).print(f"series report: {s['report']}", soft_wrap=True)
 
 
 def _check_keyword(keyword: str) -> None:
@@ -374,7 +466,7 @@ def history(
     from harness.history import OUTCOMES, history_json, load_history
     from reports.run_report import format_value
 
-    allowed = ("passed", "failed", "inconclusive", "aborted", "not measured")
+    allowed = ("passed", "failed", "inconclusive", "aborted", "regressed", "not measured")
     if verdict is not None and verdict not in allowed:
         raise ConfigError(f"--verdict: {verdict!r} is not a verdict; allowed: {', '.join(allowed)}")
     start = parse_day(since, "--since") if since else None
@@ -398,6 +490,11 @@ def history(
     out.print(f"{len(runs)} run(s) of {len(hist.runs)} in {hist.root}", highlight=False, soft_wrap=True)
     for s in hist.skipped:
         out.print(f"[yellow]skipped:[/] {s.path}/result.json: {redact(s.reason)}", highlight=False, soft_wrap=True)
+    for s in hist.series if scenario is None else [s for s in hist.series if s.get("scenario") == scenario]:
+        reg = (s.get("regression") or {}).get("status")
+        out.print(f"series {s.get('series_id')}: {s.get('scenario')} {s.get('case') or ''} × {s.get('repeats')} "
+                  f"(rule {s.get('rule')}): {s.get('verdict')}" + (f", regression: {reg}" if reg else ""),
+                  highlight=False, soft_wrap=True)
 
 
 evidence_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,

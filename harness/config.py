@@ -104,6 +104,18 @@ class RunConfig(Strict):
     health_check_interval: Duration = Field(0.5, gt=0)  # the harness's PostgreSQL/Redis health checks
     recovery_streak: int = Field(3, ge=1, le=1000)
     deadline: Duration = Field(60.0, gt=0)
+    # repeats (docs/metrics.md, "Repeats and regression"): each in a fresh environment; `--repeat` wins
+    repeat: int = Field(1, ge=1, le=100)
+    repeat_rule: Literal["all", "p95"] = "all"  # all: every repeat passes; p95: the worst-side p95 meets the target
+
+
+class RegressionConfig(Strict):
+    """Regression alarms against earlier runs (`--baseline`; docs/metrics.md, "Repeats and regression")."""
+
+    baseline: str | None = None  # default --baseline: "last:N", a run or series id, or a series.json
+    tolerance: float = Field(0.25, ge=0, le=100)  # regressed only beyond this relative change of the median
+    alpha: float = Field(0.05, gt=0, lt=1)  # one-sided Mann-Whitney U significance level
+    min_history: int = Field(3, ge=1, le=10_000)  # fewer baseline runs: "not enough history"
 
 
 class AppConfig(Strict):
@@ -627,6 +639,7 @@ class Config(Strict):
     restore_test: RestoreTestConfig = RestoreTestConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     guards: dict[str, GuardConfig] = Field(default_factory=dict)  # stop conditions of every fault run
+    regression: RegressionConfig = RegressionConfig()
 
     @field_validator("scenarios")
     @classmethod

@@ -34,13 +34,14 @@ from harness.results import MAX_RESULT_BYTES, SCHEMA_VERSION, chaosdrill_version
 
 RESULT_NAME = "result.json"
 INDEX_NAME = ".chaosdrill-index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: summaries carry the case
 OUTCOMES = ("passed", "failed", "aborted", "inconclusive", "not measured")
 DRILL_SCENARIOS = {"dr_restore": "DR drill", "replica_failover": "failover"}
 # The headline objectives: key → the name (or name prefix) the run's objectives use for it.
 HEADLINE = {"time_to_detect": "time to detect", "mttr": "MTTR", "rto": "RTO", "rpo": "RPO"}
 HEADLINE_LABELS = {"time_to_detect": "TTD", "mttr": "MTTR", "rto": "RTO", "rpo": "RPO"}
 _ABORTED_STATUS = {"failed", "aborted", "interrupted"}
+VERDICTS = ("passed", "failed", "inconclusive", "aborted", "regressed")
 
 
 def objective_key(name: str) -> str | None:
@@ -81,6 +82,7 @@ class RunSummary:
     schema_version: int | None
     drill: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    case: str | None = None       # the scenario's test id without the repeat index (baselines compare by it)
 
     @property
     def start(self) -> datetime:
@@ -105,6 +107,7 @@ class History:
     root: Path
     runs: list[RunSummary]
     skipped: list[Skipped]
+    series: list[dict[str, Any]] = field(default_factory=list)  # repeat sets: <dir>/series.json (harness/series.py)
 
     def select(self, scenario: str | None = None, since: datetime | None = None, until: datetime | None = None,
                verdict: str | None = None) -> list[RunSummary]:
@@ -196,8 +199,10 @@ def _versions(result: dict[str, Any]) -> dict[str, str]:
 
 
 def outcome_of(verdict: str, objectives: list[dict[str, Any]], status: str | None) -> str:
-    if status in _ABORTED_STATUS:
+    if status in _ABORTED_STATUS or verdict == "aborted":
         return "aborted"
+    if verdict == "regressed":  # objectives met, but worse than its baseline: not a pass
+        return "failed"
     if verdict == "passed":
         return "passed"
     if verdict == "failed":
@@ -211,8 +216,10 @@ def _reason(outcome: str, objectives: list[dict[str, Any]], m: dict[str, Any], n
     if outcome == "passed":
         return ""
     parts = []
-    if outcome == "aborted":
+    if outcome == "aborted" and m.get("status"):
         parts.append(f"drill {_text(m.get('status'), 40)}" + (f": {_text(m.get('error'))}" if m.get("error") else ""))
+    elif outcome == "aborted":
+        parts.append("aborted: a stop condition or a signal ended the fault early")
     for o in objectives:
         if o["passed"] is False:
             parts.append(f"{o['name']} missed" + (f" ({o['note']})" if o["note"] else ""))
@@ -238,14 +245,16 @@ def summarize(data: Any, rel_path: str) -> RunSummary:
             raise ValueError(f"not a chaosdrill result (missing or bad key {key!r})")
     if parse_time(data["started_at"]) is None:
         raise ValueError(f"started_at {data['started_at'][:40]!r} is not an ISO 8601 time")
-    if data["verdict"] not in ("passed", "failed", "inconclusive"):
-        raise ValueError(f"verdict {data['verdict'][:40]!r} is not passed, failed or inconclusive")
+    if data["verdict"] not in VERDICTS:
+        raise ValueError(f"verdict {data['verdict'][:40]!r} is not one of {', '.join(VERDICTS)}")
     m = data.get("measurements") if isinstance(data.get("measurements"), dict) else {}
     objectives = _objectives(data.get("objectives"))
     notes = [_text(n, 200) for n in data.get("notes") or [] if isinstance(n, str)][:10]
     scenario = _text(data["scenario"], 80)
     is_drill = scenario in DRILL_SCENARIOS or isinstance(m.get("drill"), dict)
     status = m.get("status") if is_drill and isinstance(m.get("status"), str) else None
+    if data.get("status") == "aborted":  # a fault run ended early by a stop condition or a signal
+        status = "aborted"
     outcome = outcome_of(data["verdict"], objectives, status)
     finished = data.get("finished_at")
     return RunSummary(
@@ -253,9 +262,11 @@ def summarize(data: Any, rel_path: str) -> RunSummary:
         kind=DRILL_SCENARIOS.get(scenario, "DR drill" if is_drill else "fault"),
         started_at=parse_time(data["started_at"]).isoformat(),
         finished_at=parse_time(finished).isoformat() if parse_time(finished) else None,
-        verdict=data["verdict"], outcome=outcome, reason=_reason(outcome, objectives, m, notes),
+        verdict=data["verdict"], outcome=outcome, reason=("regressed against its baseline; " if data["verdict"] == "regressed" else "")
+        + _reason(outcome, objectives, m, notes),
         headline=_headline(m, objectives), objectives=objectives, versions=_versions(data), path=rel_path,
-        schema_version=version, drill=_drill_detail(m, data) if is_drill else None, notes=notes)
+        schema_version=version, drill=_drill_detail(m, data) if is_drill else None, notes=notes,
+        case=_text(data["case"], 200) if isinstance(data.get("case"), str) else None)
 
 
 def read_result(path: Path, rel_path: str) -> tuple[RunSummary | None, Skipped | None, bytes | None]:
@@ -379,7 +390,9 @@ def load_history(root: Path | str, *, use_index: bool = True) -> History:
     if use_index and (changed or len(entries) != len(cached)):
         _save_index(root, entries)
     runs.sort(key=lambda r: (r.start, r.run_id))
-    return History(root, runs, skipped)
+    from harness.series import load_series
+
+    return History(root, runs, skipped, load_series(root))
 
 
 def history_json(history: History, runs: list[RunSummary]) -> dict[str, Any]:
@@ -389,4 +402,9 @@ def history_json(history: History, runs: list[RunSummary]) -> dict[str, Any]:
                       "finished_at": r.finished_at, "verdict": r.verdict, "outcome": r.outcome, "reason": r.reason,
                       "headline": r.headline, "path": r.path, "schema_version": r.schema_version,
                       "backup_set": (r.drill or {}).get("backup_set")} for r in runs],
-            "skipped": [{"path": s.path, "reason": s.reason} for s in history.skipped]}
+            "skipped": [{"path": s.path, "reason": s.reason} for s in history.skipped],
+            "series": [{"series_id": s.get("series_id"), "scenario": s.get("scenario"), "case": s.get("case"),
+                        "started_at": s.get("started_at"), "repeats": s.get("repeats"), "rule": s.get("rule"),
+                        "verdict": s.get("verdict"), "runs": [r.get("run_id") for r in s["runs"] if isinstance(r, dict)],
+                        "regression": (s.get("regression") or {}).get("status"), "path": s.get("path")}
+                       for s in history.series]}

@@ -5,6 +5,8 @@ this module only wires config, environment and results into pytest.
 
     --chaos-config FILE     chaosdrill.toml (default ./chaosdrill.toml or built-in defaults)
     --chaos-results DIR     where run directories go (default from config: chaosdrill-results)
+    --chaos-repeat N        run every fault scenario N times, each in a fresh environment
+                            (default run.repeat of the config: 1)
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="chaosdrill.toml to use. Default: ./chaosdrill.toml if present, else built-in defaults")
     group.addoption("--chaos-results", default=None, metavar="DIR",
                     help="directory for run results and reports. Default: run.results_dir of the config")
+    group.addoption("--chaos-repeat", default=None, type=int, metavar="N",
+                    help="run each fault scenario N times, each repeat in a fresh environment (ids …-repeatK). "
+                         "Default: run.repeat of the config (1)")
     group.addoption("--chaos-no-summary", action="store_true", default=False,
                     help="do not print the chaosdrill summary (the chaosdrill CLI prints its own)")
 
@@ -39,6 +44,31 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in SCENARIO_NAMES:
         config.addinivalue_line("markers", f"{name}: chaosdrill scenario '{name}'")
     config.stash[OUTCOMES_KEY] = []
+
+
+def _repeats(config: pytest.Config) -> int:
+    n = config.getoption("--chaos-repeat")
+    if n is None:
+        try:
+            n = load_config(config.getoption("--chaos-config")).run.repeat
+        except HarnessError:
+            n = 1  # chaos_config reports the bad config when the first scenario starts
+    return max(1, int(n))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Repeats: every scenario using `chaos_experiment` runs N times ("test_db_outage[kill-repeat2]"),
+    each repeat with its own fresh `chaos_env` (function scope), so no state is carried over."""
+    if "chaos_repeat" in metafunc.fixturenames:
+        n = _repeats(metafunc.config)
+        if n > 1:
+            metafunc.parametrize("chaos_repeat", range(1, n + 1), ids=[f"repeat{i}" for i in range(1, n + 1)])
+
+
+@pytest.fixture
+def chaos_repeat() -> int:
+    """This run's repeat index (1..N; 1 without repeats). Parametrized by pytest_generate_tests."""
+    return 1
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +139,7 @@ def chaos_env(chaos_config: Config, pytestconfig: pytest.Config):
 
 @pytest.fixture
 def chaos_experiment(chaos_config: Config, chaos_env, chaos_results_dir: Path, pytestconfig: pytest.Config,
-                     request: pytest.FixtureRequest):
+                     request: pytest.FixtureRequest, chaos_repeat: int):
     """Runs a held fault under load and probes and records the outcome for the session summary.
 
     The outcome carries the scenario's test id as its `case` ("test_db_outage[kill]"), which repeats
