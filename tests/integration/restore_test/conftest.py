@@ -59,7 +59,9 @@ class UserCluster:
         as_pg(BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "stop", check=False)
 
 
-def make_user_cluster(base: Path, *, track_commit_timestamp: bool, cipher_pass: str | None = None) -> UserCluster:
+def make_user_cluster(base: Path, *, track_commit_timestamp: bool, cipher_pass: str | None = None,
+                      repo_options: str | None = None) -> UserCluster:
+    """`repo_options` = the repo1-* lines of pgbackrest.conf (e.g. an S3 repository); default a local repo1-path."""
     base.mkdir(parents=True, exist_ok=True)
     chown_pg(base)
     data, repo, port = base / "data", base / "repo", free_port()
@@ -70,7 +72,7 @@ def make_user_cluster(base: Path, *, track_commit_timestamp: bool, cipher_pass: 
         chown_pg(base / d)
     conf = base / "pgbackrest.conf"
     cipher = f"repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={cipher_pass}\n" if cipher_pass else ""
-    conf.write_text(f"[global]\nrepo1-path={repo}\nrepo1-retention-full=9\nlog-path={base}/log\n"
+    conf.write_text(f"[global]\n{repo_options or f'repo1-path={repo}'}\nrepo1-retention-full=9\nlog-path={base}/log\n"
                     f"lock-path={base}/lock\nspool-path={base}/spool\nstart-fast=y\n{cipher}\n"
                     f"[main]\npg1-path={data}\npg1-port={port}\npg1-socket-path={base}\n")
     chown_pg(conf)
