@@ -32,6 +32,7 @@ from typing import Annotated
 import pytest
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.config import SCENARIO_NAMES, load_config
@@ -762,14 +763,14 @@ def main() -> None:
             sys.exit(exc.exit_code)
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else "chaosdrill"
-        console.print(f"[red]chaosdrill: error:[/] {exc.format_message()} (see `{where} --help`)",
+        console.print(f"[red]chaosdrill: error:[/] {escape(exc.format_message())} (see `{where} --help`)",
                       highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         console.print("chaosdrill: interrupted; faults were undone on the way out (see `chaosdrill cleanup`)")
         sys.exit(130)
     except HarnessError as exc:
-        console.print(f"[red]chaosdrill: error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]chaosdrill: error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.print("chaosdrill: interrupted; faults were undone on the way out (see `chaosdrill cleanup`)")
@@ -779,7 +780,7 @@ def main() -> None:
             raise
         text = str(exc).strip().splitlines()
         console.print(f"[red]chaosdrill: internal error:[/] {type(exc).__name__}"
-                      f"{': ' + redact(text[0][:300]) if text else ''} (CHAOSDRILL_TRACEBACK=1 shows where)",
+                      f"{': ' + escape(redact(text[0][:300])) if text else ''} (CHAOSDRILL_TRACEBACK=1 shows where)",
                       highlight=False, soft_wrap=True)
         sys.exit(4)
     sys.exit(code if isinstance(code, int) else 0)
