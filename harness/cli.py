@@ -200,10 +200,10 @@ def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json, r
     if repeat_rule not in RULES:
         raise ConfigError(f"--repeat-rule {repeat_rule!r}; allowed: {', '.join(RULES)}")
     baseline = baseline or cfg.regression.baseline
-    if baseline is not None:
-        _check_baseline_spec(baseline)
     scen = _scenarios_dir(scenarios)
     results_dir = check_writable_dir(results or Path(cfg.run.results_dir), "--results" if results else "run.results_dir")
+    if baseline is not None:
+        _check_baseline_spec(baseline, results_dir)
     for line in cleanup_all():  # what a killed earlier run left behind goes first
         live.print(f"chaosdrill cleanup: {line}", highlight=False)
     preflight(cfg)
@@ -250,14 +250,17 @@ def _run(marker, config, results, scenarios, keyword, verbose, junit, as_json, r
     raise error
 
 
-def _check_baseline_spec(spec: str) -> None:
-    """--baseline's form, before anything starts (whether the run id exists is known after the runs)."""
+def _check_baseline_spec(spec: str, results_dir: Path) -> None:
+    """--baseline, before anything starts: last:N, or a run/series id of the results directory, or a file."""
     if spec.startswith("last:"):
         n = spec[5:]
         if not n.isdigit() or int(n) < 1:
             raise ConfigError(f"--baseline {spec!r}: last:N needs a whole number N ≥ 1, e.g. last:10")
-    elif not spec.strip():
-        raise ConfigError("--baseline: empty; allowed: last:N, a run or series id, or a series.json file")
+        return
+    if not spec.strip() or not (("/" not in spec and spec not in (".", "..") and (results_dir / spec).is_dir())
+                                 or Path(spec).is_file()):
+        raise ConfigError(f"--baseline {spec!r}: no such run or series in {results_dir} and no such file; "
+                          "allowed: last:N, a run or series id, or a series.json file")
 
 
 def _series(outcomes: list, cfg, results_dir: Path, repeat: int, rule: str, baseline: str | None) -> list[dict]:

@@ -208,3 +208,25 @@ def test_min_p_value_and_a_zero_baseline() -> None:
     assert min_p_value(3, 3) == pytest.approx(0.05) and min_p_value(1, 19) == pytest.approx(0.05)
     c = compare_objective("x", "s", "lower", [1.0, 1.1, 1.2, 1.3], [0.0] * 6, 0.25, 0.05, 3)
     assert c["status"] == "regressed" and c["change"] is None
+
+
+def test_history_reads_aborted_and_regressed_runs_and_the_case(tmp_path: Path) -> None:
+    write(tmp_path, 0, 5.0, verdict="aborted")
+    write(tmp_path, 1, 5.0, verdict="regressed")
+    hist = load_history(tmp_path, use_index=False)
+    assert not hist.skipped
+    assert [(r.verdict, r.outcome, r.case) for r in hist.runs] == [("aborted", "aborted", CASE),
+                                                                   ("regressed", "failed", CASE)]
+    assert "regressed against its baseline" in hist.runs[1].reason
+
+
+@pytest.mark.parametrize(("spec", "why"), [("last:0", "N ≥ 1"), ("last:x", "N ≥ 1"),
+                                           ("20990101T000000Z-db_outage-nope", "no such run or series")])
+def test_a_bad_baseline_is_refused_before_anything_runs(tmp_path: Path, spec: str, why: str) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    res = CliRunner().invoke(app, ["run", "-m", "db_outage", "--results", str(tmp_path), "--baseline", spec])
+    assert getattr(res.exception, "exit_code", None) == 2 and why in str(res.exception)  # main() exits with it
+    assert list(tmp_path.iterdir()) == []
