@@ -528,6 +528,7 @@ class RestoreTestPgBackRest(Strict):
                 raise ValueError(f"{', '.join(missing)}: required for kind = 's3'")
             _loopback_host(_split_address(self.endpoint if ":" in self.endpoint else self.endpoint + ":443")[0],
                            "endpoint")
+            _loopback_url(self.endpoint_url, "endpoint_url")
         return self
 
 

@@ -118,3 +118,18 @@ def test_measure_rto_rpo_and_evidence():
     assert rto.passed and rpo.passed is False and "newest orders.created_at" in rpo.note and checked.passed
     failed = measure_restore_test(tl, disaster_wall=disaster, checked=False)
     assert failed.rto_s is None and judge_restore_test(failed, targets)[0].passed is False
+
+
+def test_s3_source_needs_loopback_endpoints_and_keys(monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    base = {"kind": "s3", "endpoint": "localhost:9443", "bucket": "b", "stanza": "main"}
+    with pytest.raises(ConfigError, match="access_key, secret_key: required"):
+        parse_config({"restore_test": {"pgbackrest": base}}, "t")
+    monkeypatch.setenv("RT_KEY", "AKIAUNITTEST")
+    keyed = base | {"access_key": "env:RT_KEY", "secret_key": "env:RT_KEY"}
+    cfg = parse_config({"restore_test": {"pgbackrest": keyed | {"endpoint_url": "http://127.0.0.1:9000"}}}, "t")
+    assert cfg.restore_test.pgbackrest.access_key.get_secret_value() == "AKIAUNITTEST"
+    for bad in ({"endpoint": "s3.amazonaws.com:443"}, {"endpoint_url": "https://s3.example.com"}):
+        with pytest.raises(ConfigError, match="not loopback"):
+            parse_config({"restore_test": {"pgbackrest": keyed | bad}}, "t")
