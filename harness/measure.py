@@ -596,9 +596,10 @@ def measure_drill(timeline: Timeline, backup_end_wall: Any = None) -> DrillMeasu
     for step in DRILL_STEPS:
         start = timeline.first(f"drill.{step}.start")
         end = timeline.first(f"drill.{step}.end", after_ns=start.t_ns) if start else None
-        steps[step] = (end.t_ns - start.t_ns) / 1e9 if start and end else None
+        # a stage that raised ends with `error` (harness/drill/pipeline.py Stages): it did not finish
+        steps[step] = (end.t_ns - start.t_ns) / 1e9 if start and end and "error" not in end.data else None
     verify_end = timeline.first("drill.verify.end")
-    verified = bool(verify_end.data.get("passed")) if verify_end else None
+    verified = bool(verify_end.data.get("passed")) if verify_end and "error" not in verify_end.data else None
 
     acked = [e for e in timeline.events if e.kind == CANARY_ACK and (t_disaster is None or e.t_ns < t_disaster)]
     rows_ack = max((int(e.data["seq"]) for e in acked), default=None)

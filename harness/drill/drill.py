@@ -38,7 +38,7 @@ import psycopg
 
 from harness.canary import CanaryWriter
 from harness.config import Config, DrillConfig, DrillRepositoryConfig
-from harness.drill.pipeline import StepRecord
+from harness.drill.pipeline import Stages, StepRecord
 from harness.drill.pipeline import one_line as _one_line
 from harness.env.local import LocalEnvironment
 from harness.env.servers import chown_to_pg_user
@@ -262,7 +262,7 @@ class DrillRunner:
         run_dir = self.results_dir / run_id
         tl = Timeline()
         started = datetime.now(UTC)
-        st = _State(tl=tl, run_dir=run_dir)
+        st = _State(tl=tl, run_dir=run_dir, stages=Stages(tl, "drill", journaled=False))
         status, error = DrillStatus.COMPLETED, None
         with ExitStack() as stack:
             scratch = Path(tempfile.mkdtemp(prefix="chaosdrill-drill-"))
@@ -448,16 +448,15 @@ class DrillRunner:
             case Restore():
                 return self._restore(st)
             case Start():
-                tl.event("drill.start.start", "drill")
-                self.progress(f"starting the restored environment {st.fresh.id}")
-                # the restored copy must never archive into the source's repository
-                st.fresh.postgres.settings = {"archive_mode": "off", "synchronous_commit": "on"}
-                st.fresh.up(init_postgres=False)
-                # the restored Redis loaded the RDB with appendonly off (the AOF trap, docs/recipes.md §3);
-                # turning AOF on now rewrites it from memory, so a restart keeps the keys
-                st.redis_aof = RedisRdbEngine.enable_aof(st.fresh.redis.port)
-                tl.event("drill.start.end", "drill", postgres_port=st.fresh.postgres.port,
-                         app=st.fresh.app_url, redis_aof=st.redis_aof)
+                with st.stages.stage("start") as d:
+                    self.progress(f"starting the restored environment {st.fresh.id}")
+                    # the restored copy must never archive into the source's repository
+                    st.fresh.postgres.settings = {"archive_mode": "off", "synchronous_commit": "on"}
+                    st.fresh.up(init_postgres=False)
+                    # the restored Redis loaded the RDB with appendonly off (the AOF trap, docs/recipes.md §3);
+                    # turning AOF on now rewrites it from memory, so a restart keeps the keys
+                    st.redis_aof = RedisRdbEngine.enable_aof(st.fresh.redis.port)
+                    d.update(postgres_port=st.fresh.postgres.port, app=st.fresh.app_url, redis_aof=st.redis_aof)
                 probes = [HttpProbe(f"restored {name}", st.fresh.app_url + p.path, p.timeout, p.latency_threshold,
                                     p.expect_status) for name, p in self.config.probes.items()]
                 st.fresh_probes = ProbeRunner(probes, tl, self.config.run.probe_interval).start()
@@ -525,9 +524,13 @@ class DrillRunner:
         return {"pushed_wal": st.pushed_wal, "last_acked": st.canary.last_seq}
 
     def _restore(self, st: _State) -> dict[str, Any]:
+        self.progress(f"restoring backup set {st.chosen.id} into {st.fresh.base}")
+        with st.stages.stage("restore", set=st.chosen.id) as d:
+            d["steps"] = len(self._restore_parts(st))
+        return {"steps": st.restore_steps}
+
+    def _restore_parts(self, st: _State) -> list[dict[str, Any]]:
         tl, fresh = st.tl, st.fresh
-        self.progress(f"restoring backup set {st.chosen.id} into {fresh.base}")
-        tl.event("drill.restore.start", "drill", set=st.chosen.id)
         fresh.postgres.base.mkdir(parents=True, exist_ok=True)
         chown_to_pg_user(fresh.postgres.base)
         restore_steps: list[dict[str, Any]] = []
@@ -550,20 +553,23 @@ class DrillRunner:
             restore_steps.append({"name": "redis.fetch", "duration_s": (tl.now_ns() - t0) / 1e9,
                                   "bytes": rdb.stat().st_size})
         st.restore_steps = restore_steps
-        tl.event("drill.restore.end", "drill", steps=len(restore_steps))
-        return {"steps": restore_steps}
+        return restore_steps
 
     def _target(self, st: _State) -> tuple[int, int, str]:
         """(PostgreSQL port, Redis port, app URL) of what was recovered: the fresh environment."""
         return st.fresh.postgres.port, st.fresh.redis.port, st.fresh.app_url
 
     def _verify(self, st: _State) -> dict[str, Any]:
-        tl = st.tl
         pg_port, redis_port, _ = self._target(st)
         if self.hooks.before_verify:
             self.hooks.before_verify(st.fresh)
         self.progress("verifying the restored data against the snapshot")
-        tl.event("drill.verify.start", "drill")
+        with st.stages.stage("verify") as d:
+            d.update(self._checks(st, pg_port, redis_port))
+        return {"passed": d["passed"]}
+
+    def _checks(self, st: _State, pg_port: int, redis_port: int) -> dict[str, Any]:
+        tl = st.tl
         checks: dict[str, dict[str, Any]] = {}
         with _connect(pg_port) as conn:
             restored = dict(conn.execute(ORDERS_HASHES).fetchall())
@@ -598,27 +604,25 @@ class DrillRunner:
                 checks[f"{part.name} equal the backup's SHA-256 manifest"] = _check_tree(st.repo, part, where)
         passed = all(c["passed"] for c in checks.values())
         st.verification = {"passed": passed, "checks": checks, "lost_orders": len(st.snapshot) - len(restored)}
-        tl.event("drill.verify.end", "drill", passed=passed,
-                 failed=[k for k, c in checks.items() if not c["passed"]])
-        return {"passed": passed}
+        return {"passed": passed, "failed": [k for k, c in checks.items() if not c["passed"]]}
 
     def _serve(self, st: _State, timeout: float) -> dict[str, Any]:
         tl = st.tl
         if not st.verification.get("passed"):
             return {"skipped": "verification failed: a restore that differs from the snapshot is not served"}
-        tl.event("drill.serve.start", "drill")
-        deadline = time.monotonic() + timeout
-        while True:
-            t0 = tl.now_ns()
-            ok, detail = smoke(self._target(st)[2])
-            if ok:
-                tl.event(DRILL_SERVING, "drill", t_ns=t0, smoke=detail)
-                break
-            if time.monotonic() > deadline:
-                tl.event("drill.serve.timeout", "drill", last=detail)
-                break
-            time.sleep(0.05)
-        tl.event("drill.serve.end", "drill", ok=ok, smoke=detail)
+        with st.stages.stage("serve") as d:
+            deadline = time.monotonic() + timeout
+            while True:
+                t0 = tl.now_ns()
+                ok, detail = smoke(self._target(st)[2])
+                if ok:
+                    tl.event(DRILL_SERVING, "drill", t_ns=t0, smoke=detail)
+                    break
+                if time.monotonic() > deadline:
+                    tl.event("drill.serve.timeout", "drill", last=detail)
+                    break
+                time.sleep(0.05)
+            d.update(ok=ok, smoke=detail)
         st.verification["smoke"] = {"passed": ok, "detail": detail}
         self.progress(f"smoke test against the restored app: {detail}")
         time.sleep(0.5)  # a few probe samples of the restored app for the report
@@ -637,6 +641,7 @@ class _State:
 
     tl: Timeline
     run_dir: Path
+    stages: Stages  # the shared pipeline's stage timing (restore, start, verify, serve): drill.<stage>.start/.end
     repo: Any = None
     source: LocalEnvironment | None = None
     fresh: LocalEnvironment | None = None
@@ -830,13 +835,13 @@ class FailoverRunner(DrillRunner):
                 from harness.env.app_process import AppProcess
                 from harness.env.ports import free_port
 
-                tl.event("drill.start.start", "drill")
-                seconds = st.replica.promote()
-                st.lag.stop()
-                st.app = AppProcess(st.scratch / "app", port=free_port(), pg_dsn=st.replica.dsn,
-                                    redis_url=st.source.redis.url)
-                st.stack.callback(st.app.stop)
-                st.app.start()
-                tl.event("drill.start.end", "drill", promote_s=seconds, app=st.app.url)
+                with st.stages.stage("start") as d:  # the promotion is the failover's start stage
+                    seconds = st.replica.promote()
+                    st.lag.stop()
+                    st.app = AppProcess(st.scratch / "app", port=free_port(), pg_dsn=st.replica.dsn,
+                                        redis_url=st.source.redis.url)
+                    st.stack.callback(st.app.stop)
+                    st.app.start()
+                    d.update(promote_s=seconds, app=st.app.url)
                 return {"promote_s": seconds}
         return super()._do(step, st)

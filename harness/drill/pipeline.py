@@ -61,10 +61,13 @@ class Check:
 
 
 class Stages:
-    """Times the pipeline's stages on one timeline and journals each."""
+    """Times the pipeline's stages on one timeline and journals each.
 
-    def __init__(self, tl: Timeline, prefix: str) -> None:
-        self.tl, self.prefix = tl, prefix
+    `journaled=False`: events only; the DR drill journals every step of its plan itself (warmup,
+    backups, disaster … as well as these stages), so its stages are not journaled twice."""
+
+    def __init__(self, tl: Timeline, prefix: str, *, journaled: bool = True) -> None:
+        self.tl, self.prefix, self.journaled = tl, prefix, journaled
         self.journal: list[StepRecord] = []
 
     @contextmanager
@@ -78,11 +81,13 @@ class Stages:
         except BaseException as exc:
             t1 = self.tl.now_ns()
             self.tl.event(f"{self.prefix}.{name}.end", self.prefix, t_ns=t1, error=one_line(exc))
-            self.journal.append(StepRecord(name, "failed", t0, t1, detail | {"error": one_line(exc)}))
+            if self.journaled:
+                self.journal.append(StepRecord(name, "failed", t0, t1, detail | {"error": one_line(exc)}))
             raise
         t1 = self.tl.now_ns()
         self.tl.event(f"{self.prefix}.{name}.end", self.prefix, t_ns=t1, **detail)
-        self.journal.append(StepRecord(name, "completed", t0, t1, detail))
+        if self.journaled:
+            self.journal.append(StepRecord(name, "completed", t0, t1, detail))
 
     def skipped(self, name: str, why: str) -> None:
         now = self.tl.now_ns()
