@@ -379,8 +379,11 @@ class DrillRunner:
         verification path (`verify_repository`: checksums, pgBackRest verify, .copy twins, WAL
         continuity) before anything starts."""
         if not repo.exists(CATALOG_KEY):
-            if backup_id == "latest" and not repo.list("sets/"):
-                return  # a new repository (or only a stanza): this drill writes the first catalog
+            if not repo.list("sets/"):
+                if backup_id == "latest":
+                    return  # a new repository (or only a stanza): this drill writes the first catalog
+                raise DrillRefused(f"no backup set {backup_id!r}: {repo.describe()} holds no backup sets yet "
+                                   "(drill.backup_id = latest takes new ones)")
             load_catalog(repo)  # raises: the catalog is missing while backup sets are stored
         if backup_id == "latest":
             load_catalog(repo)  # damaged: one line naming it

@@ -76,3 +76,20 @@ def test_no_drill_events_measures_nothing() -> None:
     m = measure_drill(Timeline())
     assert (m.rto_s, m.rpo_s, m.verified) == (None, None, None)
     assert verdict(judge_drill(m, Targets())) is Verdict.INCONCLUSIVE
+
+
+def test_a_stage_that_raised_did_not_finish() -> None:
+    """The drill's stages are timed by pipeline.Stages: one that raised ends with `error`, and counts as
+    not finished (no duration; a verify that raised is not a verdict)."""
+    from harness.drill.pipeline import Stages
+
+    tl = Timeline(anchor_ns=0, anchor_wall=WALL0)
+    stages = Stages(tl, "drill", journaled=False)
+    with stages.stage("restore", set="x") as d:
+        d["steps"] = 3
+    with pytest.raises(OSError), stages.stage("verify"):
+        raise OSError("connection refused\nsecond line")
+    assert stages.journal == []  # the drill journals its plan's steps itself
+    assert tl.first("drill.verify.end").data == {"error": "connection refused"}
+    m = measure_drill(tl)
+    assert m.steps["restore"] is not None and m.steps["verify"] is None and m.verified is None
