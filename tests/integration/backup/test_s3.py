@@ -65,11 +65,11 @@ def test_refused_credentials_are_one_line(s3_endpoint, monkeypatch):
 
 
 def test_missing_bucket_and_catalog(s3_endpoint, tmp_path):
-    with pytest.raises(RepositoryMissing, match="does not exist|no catalog"):
+    with pytest.raises(RepositoryMissing, match="does not exist|catalog.json is missing"):
         BackupManager(s3_endpoint.repo("never-created")).restore("latest", RestoreTargets(pg_data=tmp_path / "x"))
     empty = s3_endpoint.repo("empty-bucket")
     empty.init()
-    with pytest.raises(RepositoryMissing, match=r"has no catalog\.json"):
+    with pytest.raises(RepositoryMissing, match=r"the backup catalog catalog\.json is missing \(the repository is empty\)"):
         BackupManager(empty).restore("latest", RestoreTargets(pg_data=tmp_path / "x"))
 
 
