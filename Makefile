@@ -5,10 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: drill test test-slow test-compose compose-up compose-drill compose-down bench lint deps deps-apt clean help
+.PHONY: drill test test-e2e test-slow test-compose compose-up compose-drill compose-down bench lint deps deps-apt clean help
 help:
 	@echo "make drill   install, run the default drill (db_outage) on the local environment, print the report path"
-	@echo "make test    install, run the test suite"
+	@echo "make test    install, run the test suite (without the slow end-to-end slice)"
+	@echo "make test-e2e  install, run the slow end-to-end slice"
 	@echo "make test-slow  install, run the slow end-to-end slice (the whole S3 corruption matrix)"
 	@echo "make bench   install, run the benchmarks (tables + bench/results/)"
 	@echo "make compose-up     start docker-compose.chaos.yml on local images (host networking, loopback), wait healthy"
@@ -39,7 +40,12 @@ drill: deps
 	@$(BIN)/chaosdrill run -m db_outage
 
 test: deps
-	@$(BIN)/python -m pytest tests -q
+	@$(BIN)/python -m pytest tests -q -m "not e2e"
+
+# The slow end-to-end slice (tests/conftest.py E2E_FILES: restore tests, stop conditions, repeats,
+# CI templates, evidence in Chromium and S3, Locust workers); CI runs it after `make test`.
+test-e2e: deps
+	@$(BIN)/python -m pytest tests -q -m e2e
 
 # Slower end-to-end slice, kept out of `make test` (its budget is 20 min): tests that read
 # CHAOSDRILL_SLOW_TESTS=1 run their whole matrix (e.g. every file class x damage in S3, ~25 s each on moto).
