@@ -47,13 +47,14 @@ def redis_server(scratch_dir):
     server.stop()
 
 
-# The slow end-to-end slice: `make test` leaves it out (its budget is 20 min on 2 cores) and
+# The slow end-to-end slice (whole files, or file::test-name prefixes): `make test` leaves it out (its budget is 20 min on 2 cores) and
 # `make test-e2e` runs it; CI runs both. Each entry is a whole test file of real runs.
 E2E_FILES = (
     "integration/restore_test/",            # restores of real pgBackRest repositories and dumps (local, S3)
     "integration/test_stop_conditions.py",   # real fault runs tripping guards, SIGTERM mid-fault
     "integration/test_repeats.py",           # three real repeats through the CLI
-    "integration/test_ci_templates.py",      # the workflow template's own commands against a real run
+    # the workflow template's own commands against a real run (its schema checks stay in `make test`)
+    "integration/test_ci_templates.py::test_workflow_steps_run",
     "integration/test_evidence_browser.py",  # headless Chromium over an evidence pack, PDF
     "integration/test_evidence_upload.py",   # evidence packs into an Object Lock bucket (moto)
     "integration/backup/test_s3_object_lock.py",
@@ -70,5 +71,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(root).as_posix() if str(item.fspath).startswith(
             str(root)) else ""
-        if rel.startswith(E2E_FILES):
+        if rel.startswith(E2E_FILES) or f"{rel}::{item.name}".startswith(E2E_FILES):
             item.add_marker(pytest.mark.e2e)
