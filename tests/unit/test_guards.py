@@ -64,7 +64,7 @@ def test_request_log_tail_reads_only_whole_lines(tmp_path) -> None:
     ({"kind": "availability"}, "threshold: required for a availability guard"),
     ({"kind": "availability", "threshold": 1.5}, "is not a ratio"),
     ({"kind": "http"}, "url: required for an http guard"),
-    ({"kind": "http", "url": "http://10.0.0.1/alarm"}, "loopback"),
+    ({"kind": "http", "url": "http://192.0.2.1/alarm"}, "loopback"),
     ({"kind": "command"}, "command: required"),
     ({"kind": "availability", "threshold": 0.9, "probe": "nope"}, "no probe 'nope'"),
     ({"kind": "cpu", "threshold": 1}, "kind"),
