@@ -10,6 +10,21 @@ from pathlib import Path
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
+# A short db_outage run (about 10 s) for tests that drive the real CLI.
+QUICK = """
+[run]
+probe_interval = "100ms"
+[environment.local.app]
+recovery_wait = "100ms"
+[scenarios.db_outage]
+baseline = "1s"
+hold = "1.5s"
+after = "1s"
+[load]
+users = 4
+throughput_per_user = 5
+"""
+
 
 def run_scenarios(work: Path, config: str, *args: str, timeout: float = 540) -> subprocess.CompletedProcess:
     (work / "chaosdrill.toml").write_text(config)

@@ -19,24 +19,12 @@ import yaml
 from junitparser import JUnitXml
 
 from harness.ci_output import SUMMARY_SCHEMA
+from tests.helpers.scenarios import QUICK
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / "examples/ci/github-actions-drill.yml"
 GITLAB = ROOT / "examples/ci/gitlab-ci-drill.yml"
 BIN = Path(sys.executable).parent
-QUICK = """
-[run]
-probe_interval = "100ms"
-[environment.local.app]
-recovery_wait = "100ms"
-[scenarios.db_outage]
-baseline = "1s"
-hold = "1.5s"
-after = "1s"
-[load]
-users = 4
-throughput_per_user = 5
-"""
 
 
 @pytest.mark.parametrize(("path", "schema"), [(GITHUB, "vendor.github-workflows"), (GITLAB, "vendor.gitlab-ci")])

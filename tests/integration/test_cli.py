@@ -12,21 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.env.local import load_state
+from tests.helpers.scenarios import QUICK
 
 CLI = [sys.executable, "-m", "harness.cli_main"]
-QUICK = """
-[run]
-probe_interval = "100ms"
-[environment.local.app]
-recovery_wait = "100ms"
-[scenarios.db_outage]
-baseline = "1s"
-hold = "1.5s"
-after = "1s"
-[load]
-users = 4
-throughput_per_user = 5
-"""
 
 
 def chaosdrill(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
