@@ -5,9 +5,11 @@
 #   chaosdrill-compose-postgres:15   busybox + PostgreSQL 15 (postgresql-15) + an entrypoint that initdbs once
 #   chaosdrill-compose-redis:7       busybox + redis-server/redis-cli (redis-server)
 #   chaosdrill-compose-python:3.11   busybox + the Python of the project's .venv (stdlib only) + every shared
-#                                    library the venv's extensions load; the checkout (source + .venv:
-#                                    chaosdrill, moto, locust) is mounted read-only at its own path, so it
-#                                    serves as the Toxiproxy (embedded server), S3 (moto), app and Locust image
+#                                    library the venv's extensions load, at the interpreter's own prefix
+#                                    (where .venv/bin/python points); nothing of the checkout: the checkout
+#                                    (source + .venv: chaosdrill, moto, locust) is mounted read-only at its
+#                                    own path, so it serves as the Toxiproxy (embedded server), S3 (moto),
+#                                    app and Locust image, for any clone
 #
 # Idempotent and cached by content: each image carries label chaosdrill.hash (a digest of this script
 # and of what goes in: package versions, the interpreter, the list of the venv's extensions); a second
@@ -112,6 +114,16 @@ if [ "$(current $IMAGE)" != "$H" ]; then
     copy_libs "$R" "$PYBIN" "${EXTS[@]}"
     # extensions' own bundled libraries (*.libs/ of manylinux wheels) live in the mounted venv: not copied
     rm -rf "$R$ROOT"
-    import "$R" "$IMAGE" "$H" "ENV PATH=$VENV/bin:/usr/bin:/bin" 'ENV PYTHONDONTWRITEBYTECODE=1' \
+    # Nothing of the checkout goes into the image, not even its path: the cache key above leaves the
+    # checkout's path out (ROOT), so one image serves every clone on this machine. The compose override
+    # puts the mounted checkout's .venv/bin first on PATH per run (it once was baked in here, and a clone
+    # elsewhere then got an image whose PATH named another checkout: "python": executable file not found).
+    import "$R" "$IMAGE" "$H" "ENV PATH=$PYPREFIX/bin:/usr/bin:/bin" 'ENV PYTHONDONTWRITEBYTECODE=1' \
         'ENV PYTHONUNBUFFERED=1' 'ENV HOME=/tmp' 'WORKDIR /tmp'
+fi
+# The venv's python must start in the image (its symlink resolves to $PYBIN, copied above) with this
+# checkout mounted as the compose override mounts it: fail here with one line, not in a health check.
+if ! out="$(docker run --rm --network none -v "$ROOT:$ROOT:ro" -e "PATH=$VENV/bin:/usr/bin:/bin" "$IMAGE" \
+        python -c 'import harness, sys; print(sys.prefix)' 2>&1)" || [ "$(tail -n 1 <<<"$out")" != "$VENV" ]; then
+    say "$IMAGE cannot run $VENV/bin/python (-> $PYBIN): $(tail -n 1 <<<"$out")"; exit 1
 fi
