@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from harness.drill.pipeline import one_line as _one_line
 from harness.env.local import LocalEnvironment
 from harness.env.servers import chown_to_pg_user
 from harness.errors import ConfigError, HarnessError
+from harness.guards import RUN_ABORTED
+from harness.interrupt import Interrupted, signals_abort
 from harness.measure import (
     CANARY_RESTORED,
     DRILL_DECLARED,
@@ -87,7 +90,7 @@ class DrillStatus(StrEnum):
     DEVIATED = "deviated"        # it ran to the end, but the restored data differs from the snapshot
     FAILED = "failed"            # a step broke after the disaster (the tool or the restore failed)
     ABORTED = "aborted"          # refused before the disaster: bad input, the source is untouched
-    INTERRUPTED = "interrupted"  # Ctrl-C; both environments were torn down
+    INTERRUPTED = "interrupted"  # SIGINT/SIGTERM: stopped at a step, both environments torn down, recorded
 
 
 class DrillRefused(ConfigError):
@@ -182,6 +185,7 @@ class DrillOutcome:
     backup_set: dict[str, Any] | None
     verification: dict[str, Any]
     error: str | None = None
+    abort: dict[str, Any] | None = None  # a signal ended the drill early (kind, signal, step)
 
     def summary(self) -> str:
         return f"{self.run_id}: {self.verdict.value} ({self.status.value})"
@@ -257,6 +261,13 @@ class DrillRunner:
 
     # -- run -------------------------------------------------------------------------------------
     def run(self) -> DrillOutcome:
+        """One drill. SIGINT/SIGTERM (main thread) stop it at the current step: both environments are torn
+        down, the run is recorded as aborted and `Interrupted` is raised carrying the outcome; a second
+        signal while it unwinds is ignored so the teardown finishes."""
+        with signals_abort():
+            return self._run()
+
+    def _run(self) -> DrillOutcome:
         cfg, d = self.config, self.config.drill
         run_id = new_run_id(self.scenario)
         run_dir = self.results_dir / run_id
@@ -272,29 +283,27 @@ class DrillRunner:
                 self._prepare(st, stack, scratch)
             except (BackupError, HarnessError) as exc:
                 raise DrillRefused(f"drill refused before the disaster: {_one_line(exc)}") from None
-            for step in self.plan:
-                name = type(step).__name__
-                t0 = tl.now_ns()
-                try:
-                    detail = self._do(step, st) or {}
-                    st.journal.append(StepRecord(name, "completed", t0, tl.now_ns(), detail))
-                except (BackupError, HarnessError, psycopg.Error, OSError) as exc:
-                    st.journal.append(StepRecord(name, "failed", t0, tl.now_ns(), {"error": _one_line(exc)}))
-                    if not st.disaster_done:  # nothing destroyed yet: bad input, the source is untouched
-                        raise DrillRefused(f"drill refused at {name} (source untouched): {_one_line(exc)}") \
-                            from None
-                    status, error = DrillStatus.FAILED, f"{name}: {_one_line(exc)}"
-                    tl.event("drill.failed", "drill", step=name, error=_one_line(exc))
-                    self.progress(f"drill failed at {name}: {_one_line(exc)}")
-                    break
-                if isinstance(step, Verify) and not st.verification.get("passed"):
-                    status = DrillStatus.DEVIATED
+            interrupted: Interrupted | None = None
+            try:
+                status, error = self._steps(st)
+            except Interrupted as exc:  # SIGINT/SIGTERM: stop at this step, tear both environments down, record
+                interrupted, reason = exc, exc.args[0]
+                name = st.step or "(between steps)"
+                st.journal.append(StepRecord(name, "interrupted", st.step_t0, tl.now_ns(), {"error": reason}))
+                status, error = DrillStatus.INTERRUPTED, f"{name}: {reason}"
+                tl.event(RUN_ABORTED, reason, step=name)
+                self.progress(f"drill interrupted at {name} ({reason}); tearing down")
             self._stop_observers(st)
             m = measure_drill(tl, backup_end_wall=st.chosen.finished_at if st.chosen else None)
             objectives = judge_drill(m, cfg.targets)
             result = verdict(objectives)
-            if status is not DrillStatus.COMPLETED:
+            if status is DrillStatus.INTERRUPTED:
+                result = Verdict.ABORTED
+            elif status is not DrillStatus.COMPLETED:
                 result = Verdict.FAILED
+            abort = None if interrupted is None else {
+                "reason": interrupted.args[0], "guard": None, "kind": "signal",
+                "signal": signal.Signals(interrupted.signum).name, "step": st.step}
             record = RunRecord(
                 run_id=run_id, scenario=self.scenario, started_at=started.isoformat(),
                 finished_at=datetime.now(UTC).isoformat(), verdict=result.value,
@@ -313,11 +322,38 @@ class DrillRunner:
                              "repository": st.repo.describe() if st.repo else None},
                 load=st.load_stats, steps=[r.to_dict() for r in st.journal],
                 notes=[error] if error else [],
+                status="aborted" if abort else "completed", abort=abort,
             )
             write_run(run_dir, record, tl)
         report = self._render(run_dir)
-        return DrillOutcome(run_id, run_dir, report, result, objectives, status, m, st.chosen_summary,
-                            st.verification, error)
+        outcome = DrillOutcome(run_id, run_dir, report, result, objectives, status, m, st.chosen_summary,
+                               st.verification, error, abort)
+        if interrupted is not None:
+            interrupted.outcome = outcome
+            raise interrupted
+        return outcome
+
+    def _steps(self, st: _State) -> tuple[DrillStatus, str | None]:
+        """Every step of the plan in order; how the drill ended and why. A step that breaks before the
+        disaster is a refusal (the source untouched); after it, the drill failed."""
+        status, error, tl = DrillStatus.COMPLETED, None, st.tl
+        for step in self.plan:
+            name = st.step = type(step).__name__
+            t0 = st.step_t0 = tl.now_ns()
+            try:
+                detail = self._do(step, st) or {}
+                st.journal.append(StepRecord(name, "completed", t0, tl.now_ns(), detail))
+            except (BackupError, HarnessError, psycopg.Error, OSError) as exc:
+                st.journal.append(StepRecord(name, "failed", t0, tl.now_ns(), {"error": _one_line(exc)}))
+                if not st.disaster_done:  # nothing destroyed yet: bad input, the source is untouched
+                    raise DrillRefused(f"drill refused at {name} (source untouched): {_one_line(exc)}") from None
+                tl.event("drill.failed", "drill", step=name, error=_one_line(exc))
+                self.progress(f"drill failed at {name}: {_one_line(exc)}")
+                return DrillStatus.FAILED, f"{name}: {_one_line(exc)}"
+            if isinstance(step, Verify) and not st.verification.get("passed"):
+                status = DrillStatus.DEVIATED
+        st.step = None
+        return status, error
 
     def _describe(self) -> str:
         d = self.config.drill
@@ -670,6 +706,8 @@ class _State:
     uploads: Path | None = None
     restored_files: dict[str, str] = field(default_factory=dict)
     journal: list[StepRecord] = field(default_factory=list)
+    step: str | None = None  # the step running now (what an interruption names)
+    step_t0: int = 0
     scratch: Path | None = None
     replica: Any = None
     lag: Any = None

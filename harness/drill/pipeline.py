@@ -36,7 +36,7 @@ class StepRecord:
     """One journal entry: what ran, when (monotonic ns), and how it ended."""
 
     step: str
-    status: str  # completed | failed | skipped
+    status: str  # completed | failed | skipped | interrupted (SIGINT/SIGTERM)
     started_ns: int
     ended_ns: int
     detail: dict[str, Any] = field(default_factory=dict)

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,8 @@ from harness.env.local import LocalEnvironment
 from harness.env.ports import LOOPBACK
 from harness.env.servers import RedisServer, chown_to_pg_user
 from harness.errors import ConfigError, HarnessError
+from harness.guards import RUN_ABORTED
+from harness.interrupt import Interrupted, signals_abort
 from harness.measure import (
     RT_DECLARED,
     RT_NEWEST,
@@ -91,10 +94,11 @@ class RestoreTestOutcome:
     objectives: list
     measurements: RestoreTestMeasurements
     checks: list[dict[str, Any]]
-    status: str  # completed | failed (a check failed or the restore broke)
+    status: str  # completed | failed (a check failed or the restore broke) | aborted (a signal)
     env_id: str | None
     kept: bool
     error: str | None = None
+    abort: dict[str, Any] | None = None  # a signal ended it early (kind, signal)
 
     def summary(self) -> str:
         return f"{self.run_id}: {self.verdict.value} ({self.status})"
@@ -211,6 +215,13 @@ class RestoreTestRunner:
 
     # -- run ----------------------------------------------------------------------------------
     def run(self) -> RestoreTestOutcome:
+        """One restore test. SIGINT/SIGTERM (main thread) stop it where it is: the fresh environment is torn
+        down (even with --keep), the run is recorded as aborted and `Interrupted` is raised carrying the
+        outcome; a second signal while it unwinds is ignored so the teardown finishes."""
+        with signals_abort():
+            return self._run()
+
+    def _run(self) -> RestoreTestOutcome:
         tl = Timeline()
         started = datetime.now(UTC)
         run_id = new_run_id(self.scenario)
@@ -223,6 +234,7 @@ class RestoreTestRunner:
         facts: dict[str, Any] = {}
         env: LocalEnvironment | None = None
         error = None
+        interrupted: Interrupted | None = None
         with ExitStack() as stack:
             scratch = Path(tempfile.mkdtemp(prefix="chaosdrill-restore-test-"))
             chown_to_pg_user(scratch)
@@ -251,6 +263,12 @@ class RestoreTestRunner:
                 if not self.keep:
                     stack.callback(env.down)
                 self._restore_and_check(pg, redis_sources, file_sources, env, stages, checks, facts, tl)
+            except Interrupted as exc:
+                interrupted, error = exc, exc.args[0]
+                tl.event(RUN_ABORTED, error)
+                self.progress(f"restore test {error}; tearing down")
+                if env is not None and self.keep:
+                    stack.callback(env.down)  # an interrupted restore is never kept
             except (BackupError, HarnessError, psycopg.Error, OSError, subprocess.SubprocessError) as exc:
                 if isinstance(exc, ConfigError | RestoreTestRefused) and not env:
                     raise
@@ -267,7 +285,12 @@ class RestoreTestRunner:
             if not passed:
                 result = Verdict.FAILED
             status = "completed" if passed else "failed"
-            kept = self.keep and env is not None
+            abort = None
+            if interrupted is not None:
+                result, status = Verdict.ABORTED, "aborted"
+                abort = {"reason": error, "guard": None, "kind": "signal",
+                         "signal": signal.Signals(interrupted.signum).name}
+            kept = self.keep and env is not None and interrupted is None
             record = RunRecord(
                 run_id=run_id, scenario=self.scenario, started_at=started.isoformat(),
                 finished_at=datetime.now(UTC).isoformat(), verdict=result.value,
@@ -286,10 +309,15 @@ class RestoreTestRunner:
                              "restored": env.state() if env else None, "kept": kept,
                              "versions": facts.get("versions", {}),
                              "repository": source.get("location") if source else None},
-                steps=[r.to_dict() for r in stages.journal], notes=[error] if error else [])
+                steps=[r.to_dict() for r in stages.journal], notes=[error] if error else [],
+                status="aborted" if abort else "completed", abort=abort)
             report = write_and_render(run_dir, record, tl)
-        return RestoreTestOutcome(run_id, run_dir, report, result, objectives, m, [c.to_dict() for c in checks],
-                                  status, env.id if env else None, kept, error)
+        outcome = RestoreTestOutcome(run_id, run_dir, report, result, objectives, m, [c.to_dict() for c in checks],
+                                     status, env.id if env else None, kept, error, abort)
+        if interrupted is not None:
+            interrupted.outcome = outcome
+            raise interrupted
+        return outcome
 
     # -- the stages --------------------------------------------------------------------------------
     def _restore_and_check(self, pg, redis_sources, file_sources, env: LocalEnvironment, stages: Stages,

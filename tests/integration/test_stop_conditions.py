@@ -159,3 +159,48 @@ def test_sigterm_mid_fault_reverts_records_aborted_and_leaves_nothing(tmp_path) 
     fault = result["measurements"]["fault"]
     assert fault["t_clear_ns"] is not None  # the fault was reverted on the way out
     nothing_left(before)
+
+
+DRILL = """
+[load]
+users = 2
+[drill]
+warmup = 0.5
+hold = 2
+backup_interval = 0.5
+archive_timeout = "1s"
+"""
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_mid_drill_tears_down_both_environments_and_records_aborted(tmp_path) -> None:
+    """`chaosdrill drill` stopped by SIGTERM after its disaster: exit 143, the drill recorded as aborted at
+    the step it was in, and neither the source nor the restored environment left running."""
+    (tmp_path / "chaosdrill.toml").write_text(DRILL)
+    before = {r["id"] for r in load_state()}
+    proc = subprocess.Popen([*CLI, "drill", "--results", "res", "--json", "--junit", "junit.xml"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"COLUMNS": "200"})
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "restoring backup set" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 143, "".join(seen) + stderr
+    doc = json.loads(stdout)
+    jsonschema.validate(doc, SUMMARY_SCHEMA)
+    (run,) = doc["runs"]
+    assert run["verdict"] == "aborted" and run["abort"]["signal"] == "SIGTERM", doc
+    _, result = only_run(tmp_path / "res")
+    assert result["status"] == "aborted" and result["verdict"] == "aborted"
+    assert result["measurements"]["status"] == "interrupted"
+    assert result["abort"]["step"] in ("Restore", "Start", "Verify", "Serve"), result["abort"]
+    interrupted = [s for s in result["steps"] if s["status"] == "interrupted"]
+    assert [s["step"] for s in interrupted] == [result["abort"]["step"]]
+    assert "interrupted by SIGTERM" in stderr
+    suites = JUnitXml.fromfile(str(tmp_path / "junit.xml"))
+    assert any(isinstance(r, Failure) for suite in suites for case in suite for r in case.result
+               if case.name == "stop condition")
+    nothing_left(before)

@@ -78,3 +78,42 @@ def test_no_commit_timestamps_target_time_and_keep(scratch_dir, tmp_path):
         if env_id:
             chaosdrill("env", "down", env_id, timeout=120)
         c.stop()
+
+
+def test_sigterm_mid_restore_tears_down_even_with_keep_and_records_aborted(scratch_dir, tmp_path):
+    """SIGTERM while the backup is being restored: exit 143, the run recorded as aborted, and the fresh
+    environment torn down although --keep was given (an interrupted restore is never kept)."""
+    import os
+    import signal
+
+    from harness.cleanup import cleanup_all
+
+    c = make_user_cluster(scratch_dir / "user", track_commit_timestamp=True)
+    try:
+        seed(c)
+        c.pgbackrest("backup", "--type=full")
+        toml = tmp_path / "chaosdrill.toml"
+        toml.write_text(f'[targets]\nrto = "300s"\n[restore_test]\namcheck = false\n'
+                        f'[restore_test.pgbackrest]\npath = "{c.repo}"\nstanza = "main"\n')
+        before = {r["id"] for r in load_state()}
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cli_main", "restore-test", "-c", str(toml),
+                                 "--results", str(tmp_path / "results"), "--keep"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=os.environ | {"COLUMNS": "200"})
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "restoring backup" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 143, "".join(seen) + stderr
+        assert "interrupted by SIGTERM" in stderr and "kept running" not in stdout
+        (result_path,) = (tmp_path / "results").glob("*/result.json")
+        result = json.loads(result_path.read_text())
+        assert result["verdict"] == "aborted" and result["status"] == "aborted"
+        assert result["abort"]["signal"] == "SIGTERM" and result["environment"]["kept"] is False
+        assert result["measurements"]["restore_test"]["status"] == "aborted"
+        assert [r["id"] for r in load_state() if r["id"] not in before] == [], "nothing kept"
+        assert cleanup_all() == []
+    finally:
+        c.stop()
