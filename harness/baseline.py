@@ -2,6 +2,7 @@
 (docs/metrics.md, "Repeats and regression").
 
     --baseline last:N | RUN-ID | SERIES-ID | FILE ──resolve_baseline()──► baseline samples per objective
+    `chaosdrill baseline save` ──save_baseline()──► FILE (a frozen last:N a team can commit and reuse)
     current samples + baseline samples ──compare()──► per objective: ok | regressed | not enough history
 
 An objective *regressed* when both hold:
@@ -153,3 +154,39 @@ def compare(objectives: Sequence[dict[str, Any]], baseline_samples: dict[str, li
             "min_history": min_history, "test": "one-sided Mann-Whitney U (scipy.stats.mannwhitneyu) and the "
                                                 "tolerance on medians", "status": status, "objectives": rows}
 
+
+
+def save_baseline(history: History, scenario: str, case: str | None, last: int, out: Path) -> tuple[Path, int]:
+    """Freeze the last `last` completed runs of `scenario` (and `case`) into a baseline file — the shape
+    of a series.json, so `--baseline FILE` reads it like a series — so the comparison point does not move
+    as new runs arrive. Returns (path, runs saved). ConfigError (one line) when nothing matches."""
+    import json
+    from datetime import UTC, datetime
+
+    from harness.inputs import check_output_file
+    from harness.series import SERIES_SCHEMA_VERSION
+
+    if last < 1:
+        raise ConfigError(f"--last: {last} must be a whole number ≥ 1")
+    mine = [r for r in history.runs if r.scenario == scenario]
+    if not mine:
+        raise ConfigError(f"baseline save: no run of scenario {scenario!r} in {history.root}")
+    cases = sorted({r.case for r in mine if r.case is not None})
+    if case is None and len(cases) > 1:
+        raise ConfigError(f"baseline save: scenario {scenario!r} has several cases; pick one with --case: "
+                          + ", ".join(cases))
+    case = case if case is not None else (cases[0] if cases else None)
+    label, runs, samples = resolve_baseline(f"last:{last}", history, scenario, case)
+    if not runs:
+        raise ConfigError(f"baseline save: no completed run of {scenario}" + (f" {case}" if case else "")
+                          + f" in {history.root}")
+    check_output_file(out, "--out")
+    now = datetime.now(UTC)
+    doc = {"series_schema_version": SERIES_SCHEMA_VERSION, "kind": "baseline",
+           "series_id": f"baseline-{scenario}-{now:%Y%m%dT%H%M%SZ}", "scenario": scenario, "case": case,
+           "saved_at": now.isoformat(), "source": label, "repeats": len(runs), "runs": runs,
+           "objectives": [{"name": name, "samples": values} for name, values in sorted(samples.items())]}
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    tmp.replace(out)
+    return out, len(runs)

@@ -6,6 +6,7 @@
     chaosdrill verify [--backup-id] verify a backup repository (exit 3 naming each damaged object)
     chaosdrill restore-test         restore YOUR latest backup into a fresh environment, check it; RTO, RPO
     chaosdrill history              list the runs of a results directory (--json)
+    chaosdrill baseline save        freeze a scenario's last N runs into a file for --baseline
     chaosdrill evidence             build, sign, verify an audit evidence pack for a period
     chaosdrill cleanup [--all]      undo faults and environments a killed run left
     chaosdrill doctor               what is installed, what is missing and how to get it
@@ -381,6 +382,7 @@ def drill(
 
 
 def _drill(config, results, backup_id, archive_timeout, push_wal, junit, as_json) -> None:
+    from harness import interrupt
     from harness.cleanup import cleanup_all
     from harness.config import parse_config
     from harness.drill import DrillRunner, DrillStatus
@@ -404,7 +406,15 @@ def _drill(config, results, backup_id, archive_timeout, push_wal, junit, as_json
             status.update(f"[bold]{message}")
             live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
 
-        outcome = DrillRunner(cfg, results_dir.resolve(), progress=progress).run()
+        try:
+            outcome = DrillRunner(cfg, results_dir.resolve(), progress=progress).run()
+        except interrupt.Interrupted as exc:  # both environments torn down; recorded as aborted if it had begun
+            if exc.outcome is None:
+                raise
+            _finish("drill", [exc.outcome], [], as_json, junit, code=interrupt.exit_code(exc.signum))
+            console.print(f"chaosdrill: drill interrupted by {signal.Signals(exc.signum).name}; both environments "
+                          "were torn down (see `chaosdrill cleanup`)", highlight=False)
+            raise typer.Exit(interrupt.exit_code(exc.signum)) from None
     failed = outcome.status is DrillStatus.FAILED
     exit_code = _finish("drill", [outcome], [], as_json, junit, code=4 if failed else None)
     if failed:
@@ -499,6 +509,29 @@ def history(
         out.print(f"series {s.get('series_id')}: {s.get('scenario')} {s.get('case') or ''} × {s.get('repeats')} "
                   f"(rule {s.get('rule')}): {s.get('verdict')}" + (f", regression: {reg}" if reg else ""),
                   highlight=False, soft_wrap=True)
+
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Freeze earlier runs into a baseline file for --baseline.")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    scenario: Annotated[str, typer.Option(help="the scenario whose runs make the baseline, e.g. db_outage")],
+    out_file: Annotated[Path, typer.Option("--out", help="the baseline file to write (JSON)")],
+    case: Annotated[str | None, typer.Option(help="the case, e.g. 'test_db_outage[kill]' (needed when there are several)")] = None,
+    last: Annotated[int, typer.Option(help="how many of the newest completed runs")] = 10,
+    results: Annotated[Path | None, typer.Option(help="results directory (default from config)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Save the last N completed runs of a scenario as a baseline file; later: run --baseline FILE."""
+    from harness.baseline import save_baseline
+    from harness.history import load_history
+
+    root = results or Path(load_config(config).run.results_dir)
+    path, n = save_baseline(load_history(root), scenario, case, last, out_file)
+    live.print(f"baseline: {n} run(s) of {scenario}" + (f" {case}" if case else ""), highlight=False)
+    out.print(str(path), highlight=False, soft_wrap=True)
 
 
 evidence_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
@@ -626,6 +659,7 @@ def restore_test(
     """Restore YOUR latest backup ([restore_test]) into a fresh environment, check it, measure RTO and RPO."""
     from datetime import datetime
 
+    from harness import interrupt
     from harness.cleanup import cleanup_all
     from harness.drill.restore_test import RestoreTestRunner
     from harness.inputs import check_writable_dir
@@ -648,8 +682,15 @@ def restore_test(
             status.update(f"[bold]{message}")
             live.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
 
-        outcome = RestoreTestRunner(cfg, results_dir.resolve(), progress=progress, keep=keep or None, backup=backup,
-                                    target_time=when).run()
+        try:
+            outcome = RestoreTestRunner(cfg, results_dir.resolve(), progress=progress, keep=keep or None,
+                                        backup=backup, target_time=when).run()
+        except interrupt.Interrupted as exc:  # the fresh environment torn down; recorded as aborted
+            if exc.outcome is not None:
+                _print_outcomes([exc.outcome])
+            console.print(f"chaosdrill: restore test interrupted by {signal.Signals(exc.signum).name}; the restored "
+                          "environment was torn down", highlight=False)
+            raise typer.Exit(interrupt.exit_code(exc.signum)) from None
     _print_outcomes([outcome])
     for c in outcome.checks:
         mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
@@ -775,9 +816,9 @@ def main() -> None:
     except HarnessError as exc:
         console.print(f"[red]chaosdrill: error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGINT/SIGTERM caught as `Interrupted` (128 + the signal)
         console.print("chaosdrill: interrupted; faults were undone on the way out (see `chaosdrill cleanup`)")
-        sys.exit(130)
+        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
     except Exception as exc:  # a bug of ours: still one line (CHAOSDRILL_TRACEBACK=1 shows the traceback)
         if os.environ.get("CHAOSDRILL_TRACEBACK"):
             raise

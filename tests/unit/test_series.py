@@ -230,3 +230,40 @@ def test_a_bad_baseline_is_refused_before_anything_runs(tmp_path: Path, spec: st
     res = CliRunner().invoke(app, ["run", "-m", "db_outage", "--results", str(tmp_path), "--baseline", spec])
     assert getattr(res.exception, "exit_code", None) == 2 and why in str(res.exception)  # main() exits with it
     assert list(tmp_path.iterdir()) == []
+
+
+def test_baseline_save_freezes_the_last_runs_and_run_compares_with_the_file(tmp_path: Path) -> None:
+    """`chaosdrill baseline save` (the real CLI) writes the last N completed runs of a case into a file;
+    `--baseline FILE` then compares with exactly those runs, however many runs arrive later."""
+    import subprocess
+    import sys
+
+    rnd = random.Random(7)
+    results = tmp_path / "results"
+    results.mkdir()
+    _history(results, [rnd.gauss(5.0, 0.2) for _ in range(8)])
+    write(results, 50, 5.0, case="test_db_outage[network]")
+    cli = [sys.executable, "-m", "harness.cli_main", "baseline", "save", "--results", str(results),
+           "--scenario", "db_outage"]
+    several = subprocess.run([*cli, "--out", str(tmp_path / "b.json")], capture_output=True, text=True)
+    assert several.returncode == 2 and "--case" in several.stderr and "Traceback" not in several.stderr
+    assert len(several.stderr.strip().splitlines()) == 1
+    proc = subprocess.run([*cli, "--case", CASE, "--last", "6", "--out", str(tmp_path / "b.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "b.json") and "6 run(s)" in proc.stderr
+    doc = json.loads((tmp_path / "b.json").read_text())
+    newest = [r.run_id for r in load_history(results).runs if r.case == CASE][-6:]
+    assert [r["run_id"] for r in doc["runs"]] == newest
+    assert len(next(o["samples"] for o in doc["objectives"] if o["name"] == "MTTR")) == 6
+    for i in range(10):  # later runs do not move a saved baseline
+        write(results, 300 + i, 50.0)
+    cfg = parse_config({}, "test")
+    outcomes = [write(results, 400 + i, rnd.gauss(9.0, 0.2)) for i in range(4)]
+    [s] = _series(outcomes, cfg, results, 4, "all", str(tmp_path / "b.json"))
+    assert s["verdict"] == "regressed" and [r["run_id"] for r in s["regression"]["baseline_runs"]] == newest
+    for bad, why in ((["--scenario", "nope"], "no run of scenario 'nope'"), (["--last", "0"], "--last")):
+        proc = subprocess.run([*cli[:-2], *bad, "--case", CASE, "--out", str(tmp_path / "c.json"),
+                               *([] if "--scenario" in bad else ["--scenario", "db_outage"])],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and why in proc.stderr and not (tmp_path / "c.json").exists(), proc.stderr

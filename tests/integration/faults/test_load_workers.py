@@ -97,3 +97,31 @@ def test_a_worker_killed_mid_run_is_a_load_error_and_the_run_finishes(tmp_path, 
     run.record(timeline)
     assert any(f"pid {victim}" in e.data["error"] for e in timeline.events if e.kind == LOAD_ERROR)
     assert not marked(run.marker), "nothing of the run is left"
+
+
+def test_a_worker_that_misses_heartbeats_is_a_load_error_never_a_hang(tmp_path, app_env):
+    """A worker frozen with SIGSTOP (alive, silent): the master marks it missing after its heartbeats
+    stop; the run reports that as a load error and still stops within its bounded waits."""
+    import time
+
+    run = LoadRun(app_env.app_url, tmp_path / "load", users=4, spawn_rate=50, throughput_per_user=10,
+                  max_duration_s=120, workers=2)
+    victim = None
+    try:
+        with run:
+            assert wait_until(lambda: lines(run.request_log) >= 20, timeout=60)
+            victim = run.pids[2]
+            os.kill(victim, signal.SIGSTOP)
+            assert wait_until(lambda: "missing" in run.log.read_text(errors="replace"), timeout=30), \
+                "the master noticed the silent worker"
+            t0 = time.monotonic()
+        assert time.monotonic() - t0 < 60, "stopping the run waited on the frozen worker beyond its bounds"
+    finally:
+        if victim is not None and psutil.pid_exists(victim):
+            os.kill(victim, signal.SIGCONT)
+    assert run.stats is not None and run.stats.requests > 0
+    assert any("heartbeat" in e for e in run.stats.errors), run.stats.errors
+    timeline = Timeline()
+    run.record(timeline)
+    assert any("heartbeat" in e.data["error"] for e in timeline.events if e.kind == LOAD_ERROR)
+    assert not marked(run.marker), "nothing of the run is left"
