@@ -40,12 +40,12 @@ drill: deps
 	@$(BIN)/chaosdrill run -m db_outage
 
 test: deps
-	@$(BIN)/python -m pytest tests -q -m "not e2e"
+	@$(BIN)/python -m pytest tests -q -m "not e2e" --durations=15
 
 # The slow end-to-end slice (tests/conftest.py E2E_FILES: restore tests, stop conditions, repeats,
 # CI templates, evidence in Chromium and S3, Locust workers); CI runs it after `make test`.
 test-e2e: deps
-	@$(BIN)/python -m pytest tests -q -m e2e
+	@$(BIN)/python -m pytest tests -q -m e2e --durations=10
 
 # Slower end-to-end slice, kept out of `make test` (its budget is 20 min): tests that read
 # CHAOSDRILL_SLOW_TESTS=1 run their whole matrix (e.g. every file class x damage in S3, ~25 s each on moto).
