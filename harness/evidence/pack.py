@@ -163,7 +163,9 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
     tz = policy.tz
     results = Path(results)
     out = check_out_dir(out)
-    hist = load_history(results)
+    # the period's result.json files that the index could not answer are read once, here, and kept
+    fresh: dict[str, tuple[RunSummary, bytes]] = {}
+    hist = load_history(results, series=False, keep_raw=lambda r: period.start <= r.start < period.end, raw=fresh)
     prev = period.previous()
     goals = targets_of(policy, targets)
     progress(f"{len(hist.runs)} run(s) in {results}; building the pack for {period.label}")
@@ -178,7 +180,10 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
     used_names: set[str] = set()
     for cached in hist.select(since=period.start, until=period.end):
         run_dir = results / cached.path if cached.path != "." else results
-        summary, skip, raw = read_result(run_dir / RESULT_NAME, cached.path)
+        if cached.path in fresh:  # read by load_history in this build: the summary is of these very bytes
+            (summary, raw), skip = fresh.pop(cached.path), None
+        else:  # from the index: read the bytes now and summarise them again (the file is the truth)
+            summary, skip, raw = read_result(run_dir / RESULT_NAME, cached.path)
         if summary is None or raw is None:
             skipped.append(skip or Skipped(cached.path, "changed while the pack was built"))
             continue
