@@ -11,17 +11,16 @@
                  restored file vs its SHA-256 manifest) ─► Serve
       ─► measure_drill / judge_drill ─► result.json, timeline.csv, report.html
 
-A drill is data plus a journal: a `DrillPlan` is a tuple of frozen steps,
-each step's outcome is a `StepRecord`, and the run ends in one `DrillStatus`. Every number comes
+A drill is data plus a journal: a `DrillPlan` is a tuple of frozen steps (plan.py), each step's
+outcome is a `StepRecord`, and the run ends in one `DrillStatus`. The drill's own data and the
+disaster are disaster.py; the stages, the fresh environment and the writer are the shared
+pipeline (pipeline.py); the replica failover drill is failover.py. Every number comes
 from the timeline (harness/measure.py, docs/metrics.md "Disaster recovery drills"). The restore never
 writes into the source environment: it builds a new one (`env.fresh`) on new ports and dirs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import signal
 import tempfile
@@ -38,9 +37,36 @@ import httpx
 import psycopg
 
 from harness.canary import CanaryWriter
-from harness.config import Config, DrillConfig, DrillRepositoryConfig
-from harness.drill.pipeline import Stages, StepRecord
+from harness.config import Config, DrillRepositoryConfig
+from harness.drill.disaster import (
+    APP_CACHE_KEYS,
+    CANARY_SUMMARY,
+    ORDERS_HASHES,
+    UPLOADS_PART,
+    app_files,
+    count_orders,
+    destroy_source,
+    new_upload,
+    orders_snapshot,
+    seed_orders,
+)
+from harness.drill.pipeline import Progress, Stages, StepRecord, connect
 from harness.drill.pipeline import one_line as _one_line
+from harness.drill.plan import (
+    Disaster,
+    DrillPlan,
+    Hold,
+    Preflight,
+    Restore,
+    Serve,
+    Snapshot,
+    Start,
+    Step,
+    TakeBackup,
+    Verify,
+    Warmup,
+    plan_from_config,
+)
 from harness.env.local import LocalEnvironment
 from harness.env.servers import chown_to_pg_user
 from harness.errors import ConfigError, HarnessError
@@ -48,8 +74,6 @@ from harness.guards import RUN_ABORTED
 from harness.interrupt import Interrupted, signals_abort
 from harness.measure import (
     CANARY_RESTORED,
-    DRILL_DECLARED,
-    DRILL_DISASTER,
     DRILL_SERVING,
     DrillMeasurements,
     Objective,
@@ -75,12 +99,7 @@ from resilience.backup.runner import which
 from resilience.backup.verify import load_catalog, verify_repository
 from resilience.errors import BackupError
 
-Progress = Callable[[str], None]  # the same as harness.drill.pipeline.Progress
 EnvHook = Callable[[LocalEnvironment], None]
-UPLOADS_PART = "files:uploads"
-APP_CACHE_KEYS = "order:*"  # the reference app's cache entries (harness/app/server.py)
-ORDERS_HASHES = ("SELECT id, md5(ROW(id, customer, item, quantity, amount, created_at)::text) "
-                 "FROM orders ORDER BY id")
 
 
 class DrillStatus(StrEnum):
@@ -95,74 +114,6 @@ class DrillStatus(StrEnum):
 
 class DrillRefused(ConfigError):
     """Bad input found before the disaster (unknown set, bad repository, target not empty): exit 2."""
-
-
-# -- the plan: frozen steps ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class Warmup:
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TakeBackup:
-    type: str
-
-
-@dataclass(frozen=True)
-class Hold:
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Preflight:
-    set_id: str
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    pass
-
-
-@dataclass(frozen=True)
-class Disaster:
-    push_wal: bool
-    detection_delay: float
-
-
-@dataclass(frozen=True)
-class Restore:
-    pass
-
-
-@dataclass(frozen=True)
-class Start:
-    pass
-
-
-@dataclass(frozen=True)
-class Verify:
-    pass
-
-
-@dataclass(frozen=True)
-class Serve:
-    timeout: float
-
-
-Step = Warmup | TakeBackup | Hold | Preflight | Snapshot | Disaster | Restore | Start | Verify | Serve
-DrillPlan = tuple[Step, ...]
-
-
-def plan_from_config(d: DrillConfig) -> DrillPlan:
-    """The default sequence for a [drill] section: backups per policy, then disaster and recovery."""
-    steps: list[Step] = [Warmup(d.warmup)]
-    for i, kind in enumerate(d.backups):
-        if i:
-            steps.append(Hold(d.backup_interval))
-        steps.append(TakeBackup(kind))
-    steps += [Hold(d.hold), Preflight(d.backup_id), Snapshot(), Disaster(d.push_wal, d.detection_delay),
-              Restore(), Start(), Verify(), Serve(d.serve_timeout)]
-    return tuple(steps)
 
 
 @dataclass(frozen=True)
@@ -388,13 +339,13 @@ class DrillRunner:
         source.up()
         st.versions = source.versions()
         st.source_state = source.state()
-        uploads, app_conf = _app_files(source, cfg)
+        uploads, app_conf = app_files(source, cfg)
         st.uploads = uploads
         st.manager = BackupManager(st.repo, pg=br, redis=RedisRdbEngine(port=source.redis.port,
                                                                          key_pattern=APP_CACHE_KEYS),
                                    files=[FileTreeEngine(uploads, UPLOADS_PART)], config=ConfigEngine([app_conf]))
         st.manager.setup()
-        _seed_orders(source.app_url, 20)
+        seed_orders(source.app_url, 20)
         st.canary = CanaryWriter(source.postgres.port, st.tl, interval_s=d.canary_interval).start()
         stack.callback(st.canary.stop)
         if d.load and cfg.load.enabled:
@@ -463,8 +414,8 @@ class DrillRunner:
                               f"{self.config.drill.canary_interval * 1000:g} ms)")
                 time.sleep(seconds)
             case TakeBackup(kind):
-                st.rows_at_backup = _count_orders(st.source.postgres.port)
-                _new_upload(st.uploads, f"batch-{len(st.backups) + 1:03d}.bin")  # incrementals carry a change
+                st.rows_at_backup = count_orders(st.source.postgres.port)
+                new_upload(st.uploads, f"batch-{len(st.backups) + 1:03d}.bin")  # incrementals carry a change
                 self.progress(f"backup {kind} ({st.rows_at_backup} orders committed before it began)")
                 s = st.manager.backup(kind)
                 summary = backup_set_summary(s)
@@ -477,9 +428,7 @@ class DrillRunner:
             case Snapshot():
                 self._stop_load(st)
                 time.sleep(0.2)  # requests in flight commit or fail before the snapshot
-                with _connect(st.source.postgres.port) as conn:
-                    st.snapshot = dict(conn.execute(ORDERS_HASHES).fetchall())
-                digest = hashlib.sha256("".join(f"{k}:{v};" for k, v in st.snapshot.items()).encode()).hexdigest()
+                st.snapshot, digest = orders_snapshot(st.source.postgres.port)
                 tl.event("drill.snapshot", "drill", rows=len(st.snapshot), sha256=digest)
                 return {"rows": len(st.snapshot), "sha256": digest}
             case Disaster(push_wal, delay):
@@ -535,31 +484,9 @@ class DrillRunner:
         return st.tl.now_ns()
 
     def _disaster(self, st: _State, push_wal: bool, delay: float) -> dict[str, Any]:
-        tl, src = st.tl, st.source
         t_kill = self._begin_disaster(st, "DISASTER: PostgreSQL stopped -m immediate, Redis killed")
-        src.postgres.stop("immediate")
-        tl.event(DRILL_DISASTER, "drill", kill_started_ns=t_kill, what="pg_ctl stop -m immediate; Redis SIGKILL")
-        src.redis.kill()
-        if delay:
-            time.sleep(delay)
-        tl.event(DRILL_DECLARED, "drill", detection_delay_s=delay)
-        if push_wal:  # RPO lever: the crashed primary's disk is still readable (docs/recipes.md §4)
-            tl.event("drill.push_wal.start", "drill")
-            try:
-                st.pushed_wal = st.manager.pg.push_wal(src.postgres.data)
-            except BackupError as exc:
-                tl.event("drill.push_wal.error", "drill", error=_one_line(exc))
-            tl.event("drill.push_wal.end", "drill", segments=st.pushed_wal)
-        # Destroyed = gone from where anything could use it. The files are moved aside in one rename
-        # and deleted at teardown, so deleting them does not compete with the restore being timed.
-        graveyard = src.base / "destroyed"
-        graveyard.mkdir(exist_ok=True)
-        for doomed in (src.postgres.data, src.redis.base, src.base / "uploads", src.base / "config"):
-            if doomed.exists():
-                doomed.rename(graveyard / f"{doomed.parent.name}-{doomed.name}")
-        st.canary.stop()
-        tl.event("drill.source_destroyed", "drill", pg_data=str(src.postgres.data), redis_dir=str(src.redis.base),
-                 files=[str(src.base / "uploads"), str(src.base / "config")])
+        destroy_source(st.tl, st.source, st.canary, t_kill, pg=st.manager.pg, push_wal=push_wal, delay=delay,
+                       pushed=st.pushed_wal)
         return {"pushed_wal": st.pushed_wal, "last_acked": st.canary.last_seq}
 
     def _restore(self, st: _State) -> dict[str, Any]:
@@ -610,10 +537,9 @@ class DrillRunner:
     def _checks(self, st: _State, pg_port: int, redis_port: int) -> dict[str, Any]:
         tl = st.tl
         checks: dict[str, dict[str, Any]] = {}
-        with _connect(pg_port) as conn:
+        with connect(pg_port) as conn:
             restored = dict(conn.execute(ORDERS_HASHES).fetchall())
-            canary = conn.execute("SELECT max(seq), count(*), min(seq), "
-                                  "(SELECT written_at FROM canary ORDER BY seq DESC LIMIT 1) FROM canary").fetchone()
+            canary = conn.execute(CANARY_SUMMARY).fetchone()
         unknown = sorted(i for i in restored if i not in st.snapshot)
         changed = sorted(i for i in restored if i in st.snapshot and restored[i] != st.snapshot[i])
         checks["orders subset of snapshot"] = {
@@ -714,37 +640,6 @@ class _State:
     app: Any = None
 
 
-def _connect(port: int) -> psycopg.Connection:
-    return psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=3,
-                           autocommit=True, options="-c statement_timeout=30000")
-
-
-def _app_files(source: LocalEnvironment, cfg: Config) -> tuple[Path, Path]:
-    """The source's file data and configuration, as a drill backs them up.
-
-    The reference app keeps no files and takes its settings on the command line, so the drill
-    gives it what a real service has: an uploads dir (receipts per seeded order, one binary blob,
-    a new batch before every backup) and its configuration file (`config/app.json`: the app's
-    settings and the endpoints it was started with).
-    """
-    uploads = source.base / "uploads"
-    (uploads / "receipts").mkdir(parents=True, exist_ok=True)
-    for i in range(1, 21):
-        (uploads / "receipts" / f"order-{i:04d}.txt").write_text(f"receipt for order {i}: widget x {1 + i % 5}\n")
-    (uploads / "logo.bin").write_bytes(os.urandom(256 * 1024))
-    conf = source.base / "config" / "app.json"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    app = source.app
-    conf.write_text(json.dumps({"settings": cfg.environment.local.app.model_dump(mode="json"),
-                                "pg_dsn": app.pg_dsn if app else None, "redis_url": app.redis_url if app else None},
-                               indent=1, sort_keys=True) + "\n")
-    return uploads, conf
-
-
-def _new_upload(uploads: Path, name: str) -> None:
-    (uploads / name).write_bytes(os.urandom(64 * 1024))
-
-
 def _check_tree(repo: Any, part: Any, restored: str | None) -> dict[str, Any]:
     """A restored file tree against the part's manifest (SHA-256 and size of every file, no extras)."""
     if restored is None:
@@ -774,115 +669,3 @@ def _redis_config(port: int, name: str) -> str | None:
         return None
     finally:
         r.close()
-
-
-def _count_orders(port: int) -> int:
-    with _connect(port) as conn:
-        return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
-
-
-def _seed_orders(app_url: str, n: int) -> None:
-    """A few orders through the app, so `orders` exists and has rows even without load."""
-    with httpx.Client(base_url=app_url, timeout=5) as client:
-        for i in range(n):
-            r = client.post("/orders", json={"customer": f"seed-{i}", "item": "widget", "quantity": 1 + i % 5,
-                                             "amount": 9.99 + i})
-            if r.status_code != 201:
-                raise HarnessError(f"seeding orders through the app failed: HTTP {r.status_code}")
-
-
-# -- failover drill: a streaming replica takes over ---------------------------------------------------
-@dataclass(frozen=True)
-class CreateReplica:
-    pass
-
-
-@dataclass(frozen=True)
-class KillPrimary:
-    pass
-
-
-@dataclass(frozen=True)
-class Promote:
-    pass
-
-
-class FailoverRunner(DrillRunner):
-    """replica_failover: canary on the primary, a streaming replica (pg_basebackup -R), SIGKILL of the
-    primary, promotion, and an app repointed at the new primary. Same timeline and measures as a
-    restore drill: failover time = RTO (kill → promoted, verified and serving), rows lost and RPO from
-    the canary; the `start` step is the promotion, `restore` does not apply."""
-
-    def __init__(self, config: Config, results_dir: Path | None = None, *, plan: DrillPlan | None = None,
-                 progress: Progress | None = None, hooks: DrillHooks | None = None,
-                 scenario: str = "replica_failover") -> None:
-        d = config.drill
-        plan = plan or (CreateReplica(), Warmup(d.warmup + d.hold), Snapshot(), KillPrimary(), Promote(),
-                        Verify(), Serve(d.serve_timeout))
-        super().__init__(config, results_dir, plan=plan, progress=progress, hooks=hooks, scenario=scenario)
-
-    def _describe(self) -> str:
-        return "replica failover: primary SIGKILLed, streaming replica promoted, app repointed to it"
-
-    def _prepare(self, st: _State, stack: ExitStack, scratch: Path) -> None:
-        cfg, d = self.config, self.config.drill
-        st.scratch = scratch
-        source = LocalEnvironment(cfg.environment.local, label="failover-src", incidents=cfg.incidents)
-        stack.callback(source.down)
-        st.source = source
-        self.progress(f"starting primary environment {source.id}")
-        source.up()
-        st.versions = source.versions()
-        st.source_state = source.state()
-        _seed_orders(source.app_url, 20)
-        st.rows_at_backup = 20
-        st.canary = CanaryWriter(source.postgres.port, st.tl, interval_s=d.canary_interval).start()
-        stack.callback(st.canary.stop)
-        probes = [HttpProbe(f"primary {name}", source.app_url + p.path, p.timeout, p.latency_threshold,
-                            p.expect_status) for name, p in cfg.probes.items()]
-        st.probes = ProbeRunner(probes, st.tl, cfg.run.probe_interval).start()
-        stack.callback(self._stop_observers, st)
-        st.stack = stack
-
-    def _target(self, st: _State) -> tuple[int, int, str]:
-        return st.replica.port, st.source.redis.port, st.app.url
-
-    def _do(self, step: Step, st: _State) -> dict[str, Any] | None:
-        from resilience.backup import LagMonitor, Replica
-
-        tl = st.tl
-        match step:
-            case CreateReplica():
-                self.progress("creating a streaming replica (pg_basebackup -R)")
-                st.replica = Replica.create(st.source.postgres.port, st.scratch / "replica" / "data")
-                st.stack.callback(st.replica.stop, "immediate")
-
-                def lag_alert(alert) -> None:
-                    tl.event("alert", "replication", reason=alert.reason)
-
-                st.lag = LagMonitor(st.replica, on_alert=lag_alert, interval=0.5).start()
-                st.stack.callback(st.lag.stop)
-                tl.event("drill.replica", "drill", port=st.replica.port)
-                return {"replica_port": st.replica.port}
-            case KillPrimary():
-                t_kill = self._begin_disaster(st, "DISASTER: primary PostgreSQL SIGKILLed")
-                st.source.postgres.kill()
-                tl.event(DRILL_DISASTER, "drill", kill_started_ns=t_kill, what="SIGKILL of the primary")
-                tl.event(DRILL_DECLARED, "drill", detection_delay_s=0.0)
-                st.canary.stop()
-                lag = st.lag.samples[-1] if st.lag.samples else None
-                return {"last_acked": st.canary.last_seq, "last_lag_bytes": lag.bytes if lag else None}
-            case Promote():
-                from harness.env.app_process import AppProcess
-                from harness.env.ports import free_port
-
-                with st.stages.stage("start") as d:  # the promotion is the failover's start stage
-                    seconds = st.replica.promote()
-                    st.lag.stop()
-                    st.app = AppProcess(st.scratch / "app", port=free_port(), pg_dsn=st.replica.dsn,
-                                        redis_url=st.source.redis.url)
-                    st.stack.callback(st.app.stop)
-                    st.app.start()
-                    d.update(promote_s=seconds, app=st.app.url)
-                return {"promote_s": seconds}
-        return super()._do(step, st)
