@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cached_property
@@ -365,38 +365,88 @@ def check_results_dir(root: Path | str, what: str = "--results") -> Path:
     return root
 
 
+PARALLEL_MIN = 2000  # files to read before a second process helps (fork + pickling back cost ~0.1 s)
+
+
+def _read_some(jobs: list[tuple[str, str]], window: tuple[datetime, datetime] | None
+               ) -> list[tuple[RunSummary | None, Skipped | None, bytes | None]]:
+    """read_result of each (rel, path); the bytes are kept only for a run that started in `window`."""
+    out = []
+    for rel, path in jobs:
+        summary, skip, data = read_result(Path(path), rel)
+        keep = summary is not None and window is not None and window[0] <= summary.start < window[1]
+        out.append((summary, skip, data if keep else None))
+    return out
+
+
+def _read_all(jobs: list[tuple[str, str]], window: tuple[datetime, datetime] | None
+              ) -> list[tuple[RunSummary | None, Skipped | None, bytes | None]]:
+    """_read_some over every job, the second half in a forked process when there are many (JSON
+    parsing is CPU-bound: 10,000 result.json files take ~3 s on one core). Any trouble with the
+    helper process (no fork on this platform, a daemonic parent, a broken pool) → read it here."""
+    import multiprocessing
+
+    if len(jobs) < PARALLEL_MIN or (os.cpu_count() or 1) < 2 \
+            or "fork" not in multiprocessing.get_all_start_methods():
+        return _read_some(jobs, window)
+    from concurrent.futures import ProcessPoolExecutor
+
+    half = len(jobs) // 2
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        later = pool.submit(_read_some, jobs[half:], window)
+    except Exception:  # noqa: BLE001 - the helper is an optimisation only
+        return _read_some(jobs, window)
+    try:
+        first = _read_some(jobs[:half], window)
+        try:
+            second = later.result()
+        except Exception:  # noqa: BLE001
+            second = _read_some(jobs[half:], window)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return first + second
+
+
 def load_history(root: Path | str, *, use_index: bool = True, series: bool = True,
-                 keep_raw: Callable[[RunSummary], bool] | None = None,
+                 raw_between: tuple[datetime, datetime] | None = None,
                  raw: dict[str, tuple[RunSummary, bytes]] | None = None) -> History:
     """Every run under `root`, oldest first, and every result.json that could not be read, with why.
 
-    `series=False` skips `<dir>/series.json` (History.series stays empty). With `keep_raw` and `raw`,
-    every result.json this call *read* (not taken from the index) whose summary `keep_raw` accepts is
-    put in `raw` as rel path → (summary, the bytes it was made from), so a caller that needs the
-    bytes (the evidence pack) does not read the same file twice."""
+    `series=False` skips `<dir>/series.json` (History.series stays empty). With `raw_between`
+    (since, until) and `raw`, every result.json this call *read* (not taken from the index) of a run
+    that started in [since, until) is put in `raw` as rel path → (summary, the bytes it was made
+    from), so a caller that needs the bytes (the evidence pack) does not read the same file twice."""
     root = check_results_dir(root)
     cached = _load_index(root) if use_index else {}
     entries: dict[str, Any] = {}
     runs: list[RunSummary] = []
     skipped: list[Skipped] = []
     changed = not cached
+    order: list[tuple[str, list[int] | None, Any, Any]] = []  # candidate order: the index and `skipped` keep it
+    jobs: list[tuple[str, str]] = []
     for rel, path, key in _candidates(root):
         hit = cached.get(rel)
         if key is not None and isinstance(hit, dict) and hit.get("stat") == key:
             try:
-                if "summary" in hit:
-                    runs.append(RunSummary.from_dict(hit["summary"]))
-                else:
-                    skipped.append(Skipped(rel, str(hit["skipped"])))
-                entries[rel] = hit
+                order.append((rel, key, hit, RunSummary.from_dict(hit["summary"]) if "summary" in hit
+                              else Skipped(rel, str(hit["skipped"]))))
                 continue
             except (TypeError, KeyError):
                 pass
         changed = True
-        summary, skip, data = read_result(path, rel)
+        order.append((rel, key, None, None))
+        jobs.append((rel, str(path)))
+    fresh = iter(_read_all(jobs, raw_between if raw is not None else None))  # read in this order
+    for rel, key, hit, got in order:
+        if got is not None:  # from the index
+            (runs if isinstance(got, RunSummary) else skipped).append(got)
+            entries[rel] = hit
+            continue
+        summary, skip, data = next(fresh)
         if summary is not None:
             runs.append(summary)
-            if keep_raw is not None and raw is not None and data is not None and keep_raw(summary):
+            if raw is not None and data is not None:
                 raw[rel] = (summary, data)
             entries[rel] = {"stat": key, "summary": summary.to_dict()}
         else:

@@ -165,7 +165,7 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
     out = check_out_dir(out)
     # the period's result.json files that the index could not answer are read once, here, and kept
     fresh: dict[str, tuple[RunSummary, bytes]] = {}
-    hist = load_history(results, series=False, keep_raw=lambda r: period.start <= r.start < period.end, raw=fresh)
+    hist = load_history(results, series=False, raw_between=(period.start, period.end), raw=fresh)
     prev = period.previous()
     goals = targets_of(policy, targets)
     progress(f"{len(hist.runs)} run(s) in {results}; building the pack for {period.label}")

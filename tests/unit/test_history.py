@@ -122,6 +122,30 @@ def test_the_index_is_a_cache_that_is_rebuilt(results: Path) -> None:
     assert len(load_history(results, use_index=False).runs) == 6 and not index.exists()
 
 
+def test_reading_in_two_processes_gives_the_same_history_and_index(results: Path, monkeypatch) -> None:
+    """Many files to read → half in a forked process; the runs, the skipped files (in order) and the index
+    are the same as read in one, and `raw_between` hands back the very bytes of the runs in the window."""
+    import harness.history as history
+
+    reasons = _damaged(results)
+    serial = load_history(results, use_index=False)
+    index = results / INDEX_NAME
+    monkeypatch.setattr(history, "PARALLEL_MIN", 10**9)
+    load_history(results)
+    one = index.read_bytes()
+    index.unlink()
+    monkeypatch.setattr(history, "PARALLEL_MIN", 1)
+    raw: dict = {}
+    both = load_history(results, raw_between=(at("2026-10-09", 0), at("2026-11-16", 0)), raw=raw)
+    assert both.runs == serial.runs and both.skipped == serial.skipped and index.read_bytes() == one
+    assert {s.path for s in both.skipped} == set(reasons)
+    assert sorted(raw) == sorted(r.path for r in both.select(since=at("2026-10-09", 0), until=at("2026-11-16", 0)))
+    for rel, (summary, data) in raw.items():
+        assert data == (results / rel / "result.json").read_bytes() and summary.path == rel
+    assert load_history(results, raw_between=(at("2026-01-01", 0), at("2027-01-01", 0)), raw=raw).runs == serial.runs
+    assert len(raw) == 4, "from the index: nothing read, no bytes handed back"
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"COLUMNS": "200", "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "harness.cli_main", *args], cwd=cwd, capture_output=True, text=True,
