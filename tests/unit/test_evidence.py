@@ -196,6 +196,25 @@ def test_pack_contents_and_json_schema(world) -> None:
     assert "no evidence.pdf: not asked for" in html
 
 
+def test_a_pack_from_the_index_cache_is_the_pack_from_the_files_and_holds_copies(world, tmp_path) -> None:
+    """The first build read every result.json (and wrote the index); a build from the index re-reads the period's
+    files: the same pack byte for byte. The runs are copies (own inodes), not links into the results directory."""
+    from harness.history import INDEX_NAME
+
+    assert (world["res"] / INDEX_NAME).is_file()
+    again = build_pack(world["res"], tmp_path / "again", world["policy"], "test policy", json.dumps(POLICY),
+                       world["period"], items=load_remediation(world["tmp"] / "remediation.toml"),
+                       remediation_source=str(world["tmp"] / "remediation.toml"), now=NOW, pdf=False)
+    files = sorted(p.relative_to(world["pack"]) for p in world["pack"].rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again.path) for p in again.path.rglob("*") if p.is_file())
+    for rel in files:
+        assert (world["pack"] / rel).read_bytes() == (again.path / rel).read_bytes(), rel
+    for r in world["ev"]["runs"]:
+        copied = world["pack"] / r["files"]["result"]
+        source = world["res"] / copied.name.removesuffix(".result.json") / "result.json"
+        assert copied.stat().st_nlink == 1 and not copied.samefile(source)
+
+
 def test_verify_catches_a_changed_byte_an_added_and_a_removed_file(world, tmp_path) -> None:
     import shutil
 
