@@ -67,7 +67,7 @@ compose-drill: deps
 compose-down:
 	@$(COMPOSE_LOCAL) down
 
-# The whole compose stack end to end (~6 min: up, db_outage, cache_outage, S3 drill, harness killed
+# The whole compose stack end to end (~3 min: up, db_outage, cache_outage, S3 drill, harness killed
 # mid-run + cleanup, down + leftovers); `make test` checks only the files (compose config). CI runs both.
 test-compose: deps
 	@CHAOSDRILL_COMPOSE_TESTS=1 $(BIN)/python -m pytest tests/integration/compose -q
