@@ -16,14 +16,12 @@ outcome is a `StepRecord`, and the run ends in one `DrillStatus`. The drill's ow
 disaster are disaster.py; the stages, the fresh environment and the writer are the shared
 pipeline (pipeline.py); the replica failover drill is failover.py. Every number comes
 from the timeline (harness/measure.py, docs/metrics.md "Disaster recovery drills"). The restore never
-writes into the source environment: it builds a new one (`env.fresh`) on new ports and dirs.
+writes into the source environment: it builds a new one (`pipeline.fresh_environment`, with the
+app, as the source was configured) on new ports and dirs.
 """
 
 from __future__ import annotations
 
-import shutil
-import signal
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -50,7 +48,17 @@ from harness.drill.disaster import (
     orders_snapshot,
     seed_orders,
 )
-from harness.drill.pipeline import Progress, Stages, StepRecord, connect
+from harness.drill.pipeline import (
+    Progress,
+    Stages,
+    StepRecord,
+    connect,
+    fresh_environment,
+    retry_until,
+    scratch_dir,
+    signal_abort,
+    write_and_render,
+)
 from harness.drill.pipeline import one_line as _one_line
 from harness.drill.plan import (
     Disaster,
@@ -83,7 +91,7 @@ from harness.measure import (
     verdict,
 )
 from harness.probes import HttpProbe, ProbeRunner
-from harness.results import RunRecord, new_run_id, write_run
+from harness.results import RunRecord, new_run_id
 from harness.timeline import Timeline
 from resilience.backup import (
     BackupManager,
@@ -227,9 +235,7 @@ class DrillRunner:
         st = _State(tl=tl, run_dir=run_dir, stages=Stages(tl, "drill", journaled=False))
         status, error = DrillStatus.COMPLETED, None
         with ExitStack() as stack:
-            scratch = Path(tempfile.mkdtemp(prefix="chaosdrill-drill-"))
-            chown_to_pg_user(scratch)
-            stack.callback(shutil.rmtree, scratch, True)
+            scratch = scratch_dir(stack, "chaosdrill-drill-")
             try:
                 self._prepare(st, stack, scratch)
             except (BackupError, HarnessError) as exc:
@@ -252,9 +258,7 @@ class DrillRunner:
                 result = Verdict.ABORTED
             elif status is not DrillStatus.COMPLETED:
                 result = Verdict.FAILED
-            abort = None if interrupted is None else {
-                "reason": interrupted.args[0], "guard": None, "kind": "signal",
-                "signal": signal.Signals(interrupted.signum).name, "step": st.step}
+            abort = None if interrupted is None else signal_abort(interrupted, step=st.step)
             record = RunRecord(
                 run_id=run_id, scenario=self.scenario, started_at=started.isoformat(),
                 finished_at=datetime.now(UTC).isoformat(), verdict=result.value,
@@ -275,8 +279,7 @@ class DrillRunner:
                 notes=[error] if error else [],
                 status="aborted" if abort else "completed", abort=abort,
             )
-            write_run(run_dir, record, tl)
-        report = self._render(run_dir)
+            report = write_and_render(run_dir, record, tl)
         outcome = DrillOutcome(run_id, run_dir, report, result, objectives, status, m, st.chosen_summary,
                                st.verification, error, abort)
         if interrupted is not None:
@@ -462,7 +465,9 @@ class DrillRunner:
         report = st.manager.verify(st.chosen.id)
         if not report.ok:
             raise DrillRefused(f"backup set {st.chosen.id} failed verification: {report.problems[0]}")
-        st.fresh = st.source.fresh(start=False)
+        local = self.config.environment.local
+        st.fresh = fresh_environment(local, label="fresh", with_app=True, proxy=local.proxy,
+                                     incidents=self.config.incidents)
         st.stack.callback(st.fresh.down)
         if self.hooks.after_fresh:
             self.hooks.after_fresh(st.fresh)
@@ -576,28 +581,23 @@ class DrillRunner:
         if not st.verification.get("passed"):
             return {"skipped": "verification failed: a restore that differs from the snapshot is not served"}
         with st.stages.stage("serve") as d:
-            deadline = time.monotonic() + timeout
-            while True:
-                t0 = tl.now_ns()
-                ok, detail = smoke(self._target(st)[2])
-                if ok:
-                    tl.event(DRILL_SERVING, "drill", t_ns=t0, smoke=detail)
-                    break
-                if time.monotonic() > deadline:
-                    tl.event("drill.serve.timeout", "drill", last=detail)
-                    break
-                time.sleep(0.05)
+            tried_ns = 0
+
+            def attempt() -> tuple[bool, str]:
+                nonlocal tried_ns
+                tried_ns = tl.now_ns()
+                return smoke(self._target(st)[2])
+
+            ok, detail = retry_until(attempt, timeout, 0.05)
+            if ok:
+                tl.event(DRILL_SERVING, "drill", t_ns=tried_ns, smoke=detail)
+            else:
+                tl.event("drill.serve.timeout", "drill", last=detail)
             d.update(ok=ok, smoke=detail)
         st.verification["smoke"] = {"passed": ok, "detail": detail}
         self.progress(f"smoke test against the restored app: {detail}")
         time.sleep(0.5)  # a few probe samples of the restored app for the report
         return {"ok": ok, "smoke": detail}
-
-    @staticmethod
-    def _render(run_dir: Path) -> Path | None:
-        from reports.run_report import render_run_report
-
-        return render_run_report(run_dir)
 
 
 @dataclass

@@ -12,18 +12,23 @@ snapshot and a canary vs integrity checks of an unknown database: `drill.py`, `r
 
 from __future__ import annotations
 
+import shutil
+import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from harness.config import LocalEnvConfig
+from harness.config import IncidentsConfig, LocalEnvConfig
 from harness.env.local import LocalEnvironment
 from harness.env.ports import LOOPBACK
+from harness.env.servers import chown_to_pg_user
+from harness.interrupt import Interrupted
 from harness.results import RunRecord, write_run
 from harness.timeline import Timeline
 
@@ -97,13 +102,24 @@ class Stages:
         self.journal.append(StepRecord(name, "skipped", now, now, {"why": why}))
 
 
-def fresh_environment(local: LocalEnvConfig, *, label: str, with_app: bool = False,
-                      bindir: Path | None = None, keep: bool = False) -> LocalEnvironment:
+def scratch_dir(stack: ExitStack, prefix: str) -> Path:
+    """A temp dir the PostgreSQL OS user can write (pgBackRest's workdir, a repository), removed when `stack` closes."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    chown_to_pg_user(scratch)
+    stack.callback(shutil.rmtree, scratch, True)
+    return scratch
+
+
+def fresh_environment(local: LocalEnvConfig, *, label: str, with_app: bool = False, proxy: bool = False,
+                      incidents: IncidentsConfig | None = None, bindir: Path | None = None,
+                      keep: bool = False) -> LocalEnvironment:
     """A new, empty, recorded environment on free loopback ports and its own temp dir (not started).
+    `with_app`/`proxy`/`incidents`: the reference app, the Toxiproxy in front of its services and
+    where its alerts go (the DR drill's restored stack is reached as its source was);
     `bindir` = the PostgreSQL major the restore needs; `keep` marks it detached, so it outlives the
     run until `chaosdrill env down` (or `cleanup --all`)."""
-    cfg = local.model_copy(update={"postgres_port": 0, "redis_port": 0, "app_port": 0, "proxy": False})
-    env = LocalEnvironment(cfg, with_app=with_app, label=label)
+    cfg = local.model_copy(update={"postgres_port": 0, "redis_port": 0, "app_port": 0, "proxy": proxy})
+    env = LocalEnvironment(cfg, with_app=with_app, label=label, incidents=incidents)
     if bindir is not None:
         env.postgres.bindir = Path(bindir)
         env._record()  # the record names the binaries its PostgreSQL runs with
@@ -128,7 +144,14 @@ def write_and_render(run_dir: Path, record: RunRecord, tl: Timeline) -> Path | N
     return render_run_report(run_dir)
 
 
+def signal_abort(interrupted: Interrupted, **extra: Any) -> dict[str, Any]:
+    """The record's `abort` of a run a signal stopped (the drill adds the step it stopped at)."""
+    return {"reason": interrupted.args[0], "guard": None, "kind": "signal",
+            "signal": signal.Signals(interrupted.signum).name, **extra}
+
+
 def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """`pred()` until it is true (True) or `timeout` s have passed (False); it is tried at least once."""
     deadline = time.monotonic() + timeout
     while True:
         if pred():
@@ -136,3 +159,19 @@ def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05)
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+def retry_until(attempt: Callable[[], tuple[bool, str]], timeout: float, interval: float, *,
+                give_up: Callable[[], bool] | None = None) -> tuple[bool, str]:
+    """The serve stage's smoke loop: `attempt()` → (passed, detail) every `interval` s until it passes,
+    `give_up()` says there is no point (a smoke command exited), or `timeout` s have passed.
+    Returns the last attempt's (passed, detail)."""
+    last = (False, "no answer")
+
+    def once() -> bool:
+        nonlocal last
+        last = attempt()
+        return last[0] or (give_up is not None and give_up())
+
+    wait_until(once, timeout, interval)
+    return last
