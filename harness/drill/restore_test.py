@@ -19,9 +19,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,7 +31,18 @@ import psycopg
 from psycopg import sql as pgsql
 
 from harness.config import _EXPECT, Config
-from harness.drill.pipeline import Check, Progress, Stages, fresh_environment, one_line, write_and_render
+from harness.drill.pipeline import (
+    Check,
+    Progress,
+    Stages,
+    connect,
+    fresh_environment,
+    one_line,
+    retry_until,
+    scratch_dir,
+    signal_abort,
+    write_and_render,
+)
 from harness.drill.sources import (
     FileTreeSource,
     PgBackRestSource,
@@ -236,9 +245,7 @@ class RestoreTestRunner:
         error = None
         interrupted: Interrupted | None = None
         with ExitStack() as stack:
-            scratch = Path(tempfile.mkdtemp(prefix="chaosdrill-restore-test-"))
-            chown_to_pg_user(scratch)
-            stack.callback(shutil.rmtree, scratch, True)
+            scratch = scratch_dir(stack, "chaosdrill-restore-test-")
             try:
                 pg, redis_sources, file_sources, bindir = self._open(scratch)
             except (BackupError, OSError) as exc:
@@ -288,8 +295,7 @@ class RestoreTestRunner:
             abort = None
             if interrupted is not None:
                 result, status = Verdict.ABORTED, "aborted"
-                abort = {"reason": error, "guard": None, "kind": "signal",
-                         "signal": signal.Signals(interrupted.signum).name}
+                abort = signal_abort(interrupted)
             kept = self.keep and env is not None and interrupted is None
             record = RunRecord(
                 run_id=run_id, scenario=self.scenario, started_at=started.isoformat(),
@@ -428,8 +434,7 @@ class RestoreTestRunner:
         return (bad or lines or ["no server log"])[-1].strip()
 
     def _connect(self, env: LocalEnvironment, dbname: str = "postgres", timeout_ms: int = 300000):
-        return psycopg.connect(host=LOOPBACK, port=env.postgres.port, user="postgres", dbname=dbname,
-                               connect_timeout=5, autocommit=True, options=f"-c statement_timeout={timeout_ms}")
+        return connect(env.postgres.port, dbname, timeout_ms=timeout_ms, connect_timeout=5)
 
     def _read_newest(self, pg, env: LocalEnvironment, facts: dict[str, Any], tl: Timeline) -> None:
         """The newest data the restore recovered, by the strongest evidence available (docs/metrics.md)."""
@@ -683,8 +688,6 @@ class RestoreTestRunner:
 
     def _smoke(self, env: LocalEnvironment) -> Check:
         """The user's app pointed at the restored environment: a command (exit 0) and/or a URL (2xx)."""
-        import time
-
         import httpx
 
         rt = self.rt
@@ -697,20 +700,16 @@ class RestoreTestRunner:
                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
             if rt.smoke_url:
-                deadline = time.monotonic() + rt.smoke_timeout
-                last = "no answer"
-                while time.monotonic() < deadline:
+                def get() -> tuple[bool, str]:
                     try:
                         r = httpx.get(rt.smoke_url, timeout=2)
-                        if 200 <= r.status_code < 300:
-                            return Check(f"smoke: GET {rt.smoke_url}", True, f"HTTP {r.status_code}")
-                        last = f"HTTP {r.status_code}"
                     except httpx.HTTPError as exc:
-                        last = one_line(exc)
-                    if proc is not None and proc.poll() is not None:
-                        break
-                    time.sleep(0.2)
-                return Check(f"smoke: GET {rt.smoke_url}", False, last)
+                        return False, one_line(exc)
+                    return 200 <= r.status_code < 300, f"HTTP {r.status_code}"
+
+                ok, last = retry_until(get, rt.smoke_timeout, 0.2,
+                                       give_up=lambda: proc is not None and proc.poll() is not None)
+                return Check(f"smoke: GET {rt.smoke_url}", ok, last)
             try:
                 output, _ = proc.communicate(timeout=rt.smoke_timeout)
             except subprocess.TimeoutExpired:

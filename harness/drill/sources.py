@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RestoreTestFiles, RestoreTestPgBackRest, RestoreTestPgDump, RestoreTestRedis
+from harness.drill.pipeline import one_line as _one_line
 from harness.errors import ConfigError, EnvironmentStartError
 from resilience.backup.engines.pgbackrest import PgBackRest, PgBackRestBackup
 from resilience.backup.errors import BackupError
@@ -39,10 +40,6 @@ class RestoreTestRefused(ConfigError):
 
 class MajorVersionMissing(EnvironmentStartError):
     """The backup needs a PostgreSQL major version whose binaries are not installed: exit 4."""
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _pg_major(bindir: Path) -> int | None:
