@@ -3,11 +3,16 @@
     select the set ─► verify it ─► restore into a FRESH environment ─► start ─► check ─► serve ─► measure
 
 Both put each stage on the run's timeline as `<prefix>.<stage>.start` / `.end` (prefix "drill" or
-"restore_test"), keep a journal of `StepRecord`s, restore only into a new `LocalEnvironment` (new
-ports, new dirs, recorded so `chaosdrill env list/down` and `cleanup` know it), and end in one
-`RunRecord` written by `harness.results.write_run` plus the HTML report. What differs is the
-source (the drill's own backups vs YOUR repository: `sources.py`) and the checks (rows against a
-snapshot and a canary vs integrity checks of an unknown database: `drill.py`, `restore_test.py`).
+"restore_test") through `Stages`, keep a journal of `StepRecord`s, restore only into a new
+`LocalEnvironment` from `fresh_environment` (new ports, new dirs, recorded so `chaosdrill env
+list/down` and `cleanup` know it), reach the restored PostgreSQL through `connect`, retry their
+serve stage's smoke test with `retry_until` (on `wait_until`), make their scratch dir with
+`scratch_dir`, record a signal's stop with `signal_abort`, and end in one `RunRecord` written by
+`write_and_render` (`harness.results.write_run` plus the HTML report). What differs is the source
+(the drill's own backups and disaster vs YOUR backups: `disaster.py`, `sources.py`), the steps
+around the pipeline (the drill's plan: `plan.py`; the failover's: `failover.py`) and the checks
+(rows against a snapshot and a canary vs integrity checks of an unknown database: `drill.py`,
+`restore_test.py`).
 """
 
 from __future__ import annotations
