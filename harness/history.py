@@ -379,9 +379,10 @@ def _read_some(jobs: list[tuple[str, str]], window: tuple[datetime, datetime] | 
     return out
 
 
-def _read_all(jobs: list[tuple[str, str]], window: tuple[datetime, datetime] | None
+def read_many(jobs: list[tuple[str, str]], window: tuple[datetime, datetime] | None
               ) -> list[tuple[RunSummary | None, Skipped | None, bytes | None]]:
-    """_read_some over every job, the second half in a forked process when there are many (JSON
+    """read_result of each (rel, path), in order, as (summary, skipped, the bytes if the run started in
+    `window`); the second half in a forked process when there are many (JSON
     parsing is CPU-bound: 10,000 result.json files take ~3 s on one core). Any trouble with the
     helper process (no fork on this platform, a daemonic parent, a broken pool) → read it here."""
     import multiprocessing
@@ -437,7 +438,7 @@ def load_history(root: Path | str, *, use_index: bool = True, series: bool = Tru
         changed = True
         order.append((rel, key, None, None))
         jobs.append((rel, str(path)))
-    fresh = iter(_read_all(jobs, raw_between if raw is not None else None))  # read in this order
+    fresh = iter(read_many(jobs, raw_between if raw is not None else None))  # read in this order
     for rel, key, hit, got in order:
         if got is not None:  # from the index
             (runs if isinstance(got, RunSummary) else skipped).append(got)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +34,7 @@ from harness.evidence import assess
 from harness.evidence.period import Period
 from harness.evidence.policy import Policy, targets_of
 from harness.evidence.remediation import Item
-from harness.history import HEADLINE_LABELS, RESULT_NAME, RunSummary, Skipped, load_history, read_result
+from harness.history import HEADLINE_LABELS, RESULT_NAME, RunSummary, Skipped, load_history, read_many
 from harness.results import chaosdrill_version
 
 SCHEMA_VERSION = 1
@@ -41,6 +43,7 @@ SIGNOFF = "signoff.json"
 NOT_IN_MANIFEST = {MANIFEST, SIGNOFF, f"{SIGNOFF}.tmp"}
 VERSION_NAMES = {"postgres": "PostgreSQL", "redis": "Redis", "pgbackrest": "pgBackRest", "app": "app",
                  "chaosdrill": "chaosdrill"}
+ALL_TIME = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 SCORE_DEFINITION = ("per control: met 100, expired evidence 75, not met 50, no evidence 0; the resilience "
                     "score is the mean over the policy's controls (docs/evidence.md)")
 
@@ -113,6 +116,42 @@ def _write(path: Path, data: bytes | str, digests: dict[str, str] | None = None)
         digests[str(path)] = hashlib.sha256(raw).hexdigest()
 
 
+class _Writer:
+    """Writes the runs' files in a background thread while the pack is assessed and rendered: creating
+    ~5,000 files is kernel time (the GIL is free), so on 2 cores it overlaps the Python work. At most
+    `limit` files wait in memory; the first error is raised by `put` or `close`."""
+
+    def __init__(self, digests: dict[str, str], limit: int = 256) -> None:
+        self.digests = digests
+        self.error: BaseException | None = None
+        self.jobs: queue.Queue = queue.Queue(maxsize=limit)
+        self.thread = threading.Thread(target=self._run, name="evidence-pack-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                path, data, digest = job
+                try:
+                    _write(path, data)
+                    self.digests[str(path)] = digest or hashlib.sha256(data).hexdigest()
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                    self.error = exc
+
+    def put(self, path: Path, data: bytes, digest: str | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.jobs.put((path, data, digest))
+
+    def close(self) -> None:
+        """Wait for every file; raise the first error."""
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def write_manifest(pack: Path, digests: dict[str, str] | None = None) -> Path:
     """`<sha256>  <relative path>` for every file of the pack but the manifest and the sign-off, sorted.
     A file written by this build is hashed from the bytes written (`digests`), any other one is read."""
@@ -157,7 +196,6 @@ def _run_entry(r: RunSummary, outcome: str, reason: str, digest: str, files: dic
 def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, policy_text: str, period: Period,
                *, targets: Targets | None = None, items: list[Item] | None = None, remediation_source: str | None = None,
                now: datetime | None = None, pdf: bool = True, progress=lambda _msg: None) -> PackResult:
-    from reports.evidence_report import render_evidence
 
     now = now or datetime.now(UTC)
     tz = policy.tz
@@ -178,31 +216,59 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
     entries: dict[str, tuple[str, dict[str, str]]] = {}
     skipped: list[Skipped] = list(hist.skipped)
     used_names: set[str] = set()
-    for cached in hist.select(since=period.start, until=period.end):
-        run_dir = results / cached.path if cached.path != "." else results
-        if cached.path in fresh:  # read by load_history in this build: the summary is of these very bytes
-            (summary, raw), skip = fresh.pop(cached.path), None
-        else:  # from the index: read the bytes now and summarise them again (the file is the truth)
-            summary, skip, raw = read_result(run_dir / RESULT_NAME, cached.path)
-        if summary is None or raw is None:
-            skipped.append(skip or Skipped(cached.path, "changed while the pack was built"))
-            continue
-        name = _safe_name(cached.path if cached.path != "." else summary.run_id)
-        while name in used_names:
-            name += "_"
-        used_names.add(name)
-        # flat (runs/<run>.result.json, runs/<run>.report.html): no directory per run to create
-        _write(out / "runs" / f"{name}.{RESULT_NAME}", raw, digests)
-        files = {"result": f"runs/{name}.{RESULT_NAME}"}
+    wanted = hist.select(since=period.start, until=period.end)
+    # from the index: read the bytes now and summarise them again (the file is the truth), in two processes
+    # when there are many; a file whose run moved out of the period since is still the one indexed for it
+    again = [(c.path, str((results / c.path if c.path != "." else results) / RESULT_NAME))
+             for c in wanted if c.path not in fresh]
+    reread = dict(zip((rel for rel, _ in again), read_many(again, ALL_TIME), strict=True))
+    writer = _Writer(digests)
+    try:
+        for cached in wanted:
+            run_dir = results / cached.path if cached.path != "." else results
+            if cached.path in fresh:  # read by load_history in this build: the summary is of these very bytes
+                (summary, raw), skip = fresh.pop(cached.path), None
+            else:
+                summary, skip, raw = reread.pop(cached.path)
+            if summary is None or raw is None:
+                skipped.append(skip or Skipped(cached.path, "changed while the pack was built"))
+                continue
+            name = _safe_name(cached.path if cached.path != "." else summary.run_id)
+            while name in used_names:
+                name += "_"
+            used_names.add(name)
+            # flat (runs/<run>.result.json, runs/<run>.report.html): no directory per run to create
+            digest = hashlib.sha256(raw).hexdigest()
+            writer.put(out / "runs" / f"{name}.{RESULT_NAME}", raw, digest)
+            files = {"result": f"runs/{name}.{RESULT_NAME}"}
+            try:
+                with open(run_dir / "report.html", "rb") as f:
+                    report = f.read()
+            except OSError:
+                report = None
+            if report is not None:
+                writer.put(out / "runs" / f"{name}.report.html", report)
+                files["report"] = f"runs/{name}.report.html"
+            included.append(summary)
+            entries[summary.run_id] = (digest, files)
+        del reread, fresh
+        return _assemble(results, out, policy, policy_source, policy_text, period, hist, goals, prev, included,
+                         entries, skipped, digests, writer, items=items, remediation_source=remediation_source,
+                         now=now, tz=tz, pdf=pdf, progress=progress)
+    finally:
         try:
-            report = (run_dir / "report.html").read_bytes()
-        except OSError:
-            report = None
-        if report is not None:
-            _write(out / "runs" / f"{name}.report.html", report, digests)
-            files["report"] = f"runs/{name}.report.html"
-        included.append(summary)
-        entries[summary.run_id] = (hashlib.sha256(raw).hexdigest(), files)
+            writer.close()
+        except BaseException:  # noqa: BLE001 - an error already on its way out wins; _assemble closed it otherwise
+            pass
+
+
+def _assemble(results: Path, out: Path, policy: Policy, policy_source: str, policy_text: str, period: Period,
+              hist, goals: dict[str, float], prev: Period, included: list[RunSummary],
+              entries: dict[str, tuple[str, dict[str, str]]], skipped: list[Skipped], digests: dict[str, str],
+              writer: _Writer, *, items, remediation_source, now: datetime, tz, pdf: bool, progress) -> PackResult:
+    """The assessment, evidence.json/.html (and .pdf) and the manifest, while `writer` copies the runs."""
+    from reports.evidence_report import render_evidence
+
     inside = {r.run_id for r in included}
     everything = [r for r in hist.runs if r.run_id not in inside] + included
     everything.sort(key=lambda r: (r.start, r.run_id))
@@ -282,5 +348,6 @@ def build_pack(results: Path, out: Path, policy: Policy, policy_source: str, pol
         pdf_path = out / "evidence.pdf"
         print_pdf(html_path, pdf_path)
         pdf_path.chmod(0o600)
+    writer.close()  # every run file written (or its error raised) before the manifest lists them
     write_manifest(out, digests)
     return PackResult(out, evidence, pdf_path, pdf_note)

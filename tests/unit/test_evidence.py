@@ -215,6 +215,27 @@ def test_a_pack_from_the_index_cache_is_the_pack_from_the_files_and_holds_copies
         assert copied.stat().st_nlink == 1 and not copied.samefile(source)
 
 
+def test_a_run_file_that_cannot_be_written_fails_the_build_with_its_error(world, tmp_path, monkeypatch) -> None:
+    """The runs are written by a background thread: its error reaches the caller, and the thread ends."""
+    import threading
+
+    import harness.evidence.pack as pack
+
+    real = pack._write
+
+    def failing(path, data, digests=None):
+        if str(path).endswith(".result.json"):
+            raise OSError(28, "No space left on device")
+        return real(path, data, digests)
+
+    monkeypatch.setattr(pack, "_write", failing)
+    with pytest.raises(OSError, match="No space left"):
+        build_pack(world["res"], tmp_path / "full", world["policy"], "test policy", json.dumps(POLICY),
+                   world["period"], now=NOW, pdf=False)
+    assert not (tmp_path / "full" / MANIFEST).exists()
+    assert not [t for t in threading.enumerate() if t.name == "evidence-pack-writer"]
+
+
 def test_verify_catches_a_changed_byte_an_added_and_a_removed_file(world, tmp_path) -> None:
     import shutil
 
