@@ -596,7 +596,10 @@ class RestoreTestConfig(Strict):
     smoke_timeout: Duration = Field(60.0, gt=0)
     keep: bool = False
     pg_bin_root: str = "/usr/lib/postgresql"  # where /<major>/bin of each installed PostgreSQL lives
-    target: Literal["local"] = "local"
+    # local: the restored server runs from this host's binaries of the major the backup needs; docker: in a
+    # container of `image` ({major} = that major) on a real Docker engine, host network, loopback port
+    target: Literal["local", "docker"] = "local"
+    image: str = Field("chaosdrill-compose-postgres:{major}", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@{}-]*$")
 
     @field_validator("target_time", "disaster_time")
     @classmethod

@@ -31,6 +31,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from harness.config import _EXPECT, Config
+from harness.drill.container import ContainerPostgres, check_image, image_name
 from harness.drill.pipeline import (
     Check,
     Progress,
@@ -189,6 +190,8 @@ class RestoreTestRunner:
         tt = target_time or (datetime.fromisoformat(self.rt.target_time) if self.rt.target_time else None)
         self.target_time = tt.replace(tzinfo=UTC) if tt is not None and tt.tzinfo is None else tt
         self.scenario = scenario
+        self.image: str | None = None  # target docker: the image the server runs in, and its major
+        self.major = 0
 
     # -- refusals before anything starts --------------------------------------------------------
     def _open(self, scratch: Path):
@@ -209,7 +212,15 @@ class RestoreTestRunner:
         for s in (*redis, *files):
             s.open()
         bindir = None
-        if pg is not None:
+        if pg is not None and rt.target == "docker":
+            self.major = pg.major()
+            if not self.major:
+                raise RestoreTestRefused(f"restore_test.target = docker: cannot tell which PostgreSQL major "
+                                         f"{pg.describe()} needs (its header is unreadable)")
+            self.image = image_name(rt.image, self.major)
+            self.progress(f"checking image {self.image} for PostgreSQL {self.major}")
+            check_image(self.image, self.major)  # one line, exit 4: no engine, no image, wrong major
+        elif pg is not None:
             major = pg.major()
             if major:
                 bindir = resolve_bindir(major, rt.pg_bin_root, exact=pg.kind == "pgbackrest")
@@ -267,6 +278,11 @@ class RestoreTestRunner:
                                                "gaps": [p for p in report.problems if "WAL" in p]}
                 env = fresh_environment(self.config.environment.local, label="restore-test", bindir=bindir,
                                         keep=self.keep)
+                if self.image and pg is not None:  # the server and its tools run in the image (container.py)
+                    env.postgres = ContainerPostgres.replacing(env.postgres, self.image, self.major, env.id)
+                    if pg.kind != "pgbackrest":
+                        env.postgres.mounts.append(Path(pg.path).resolve())
+                    env._record()
                 if not self.keep:
                     stack.callback(env.down)
                 self._restore_and_check(pg, redis_sources, file_sources, env, stages, checks, facts, tl)
@@ -311,7 +327,11 @@ class RestoreTestRunner:
                 config=self.config.model_dump(mode="json"),
                 environment={"kind": "local", "id": env.id if env else None,
                              "description": f"restore test: {pg.describe() if pg else 'Redis/file sources'} "
-                                            "restored into a fresh environment",
+                                            "restored into a fresh environment"
+                                            + (f", PostgreSQL in a container of {self.image}" if self.image else ""),
+                             "target": {"kind": "docker", "image": self.image,
+                                        "container": getattr(env.postgres, "container", None) if env else None}
+                             if self.image else {"kind": "local"},
                              "restored": env.state() if env else None, "kept": kept,
                              "versions": facts.get("versions", {}),
                              "repository": source.get("location") if source else None},
@@ -350,11 +370,20 @@ class RestoreTestRunner:
                     checks.append(Check("restore (pgbackrest restore)", False, one_line(exc), [one_line(exc)]))
                     raise
                 self._prepare_restored(env)
+                if isinstance(env.postgres, ContainerPostgres):  # no pgBackRest in the image: replay staged WAL
+                    stage = env.postgres.base / "wal-staged"
+                    stage.mkdir()
+                    chown_to_pg_user(stage)
+                    self.progress(f"staging WAL for the container (pgbackrest archive-get into {stage})")
+                    d["wal_staged"] = len(pg.stage_wal(stage, env.postgres.data))
+                    # test + cat: in every image (a busybox one has no cp); a missing file answers non-zero
+                    env.postgres.settings["restore_command"] = f"'test -f \"{stage}/%f\" && cat \"{stage}/%f\" > \"%p\"'"
                 d["pg_data"] = str(env.postgres.data)
                 copy_rest(d)
         with stages.stage("start") as d:
             if pg is not None:
                 self.progress(f"starting PostgreSQL from {env.postgres.bindir}"
+                              + (f" in a container of {self.image}" if self.image else "")
                               + (" and replaying WAL" if physical else ""))
                 try:
                     env.up(init_postgres=not physical)
@@ -416,7 +445,7 @@ class RestoreTestRunner:
         env.postgres.settings = settings
 
     def _controldata(self, env: LocalEnvironment) -> dict[str, str]:
-        proc = subprocess.run([str(env.postgres.bindir / "pg_controldata"), str(env.postgres.data)],
+        proc = subprocess.run([*env.postgres.tool("pg_controldata"), str(env.postgres.data)],
                               capture_output=True, text=True, timeout=30, env=os.environ | {"LC_ALL": "C"})
         out = {}
         for line in proc.stdout.splitlines():
@@ -560,8 +589,7 @@ class RestoreTestRunner:
         return Check(name, ok, f"{c.database}: got {value!r}, expected {c.expect}")
 
     def _amcheck(self, env: LocalEnvironment, facts: dict[str, Any]) -> list[Check]:
-        tool = env.postgres.bindir / "pg_amcheck"
-        args = [str(tool), "-h", LOOPBACK, "-p", str(env.postgres.port), "-U", "postgres", "--all",
+        args = [*env.postgres.tool("pg_amcheck"), "-h", LOOPBACK, "-p", str(env.postgres.port), "-U", "postgres", "--all",
                 "--install-missing", "--jobs", "2"]
         if self.rt.heapallindexed:
             args.append("--heapallindexed")
@@ -589,13 +617,12 @@ class RestoreTestRunner:
         if pg.toc_error:
             return False, f"pg_restore -l: {pg.toc_error}"
         conn = ["-h", LOOPBACK, "-p", str(env.postgres.port), "-U", "postgres"]
-        bindir = env.postgres.bindir
-        create = subprocess.run([str(bindir / "createdb"), *conn, pg.database], capture_output=True, text=True,
-                                timeout=120)
+        create = subprocess.run([*env.postgres.tool("createdb"), *conn, pg.database], capture_output=True,
+                                text=True, timeout=120)
         if create.returncode != 0 and "already exists" not in create.stderr:
             return False, f"createdb {pg.database}: {one_line(Exception(create.stderr))}"
         jobs = ["-j", "2"] if pg.header.get("format", "").upper() in ("CUSTOM", "DIRECTORY") else []
-        proc = subprocess.run([str(bindir / "pg_restore"), *conn, "-d", pg.database, *jobs, "--no-owner",
+        proc = subprocess.run([*env.postgres.tool("pg_restore"), *conn, "-d", pg.database, *jobs, "--no-owner",
                                "--no-privileges", "--exit-on-error", str(pg.path)],
                               capture_output=True, text=True, timeout=24 * 3600)
         if proc.returncode != 0:

@@ -198,6 +198,17 @@ class PgBackRestSource:
     def restore(self, target: Path) -> None:
         self.br.restore(target, label=self.chosen.label, target_time=self.target_time)
 
+    def stage_wal(self, dest: Path, pg_data: Path) -> list[str]:
+        """Every archived WAL segment from the chosen backup's first on, and every timeline history file,
+        fetched with `pgbackrest archive-get` into `dest`: the WAL a server without pgBackRest (a container
+        image) replays with restore_command = cp. Returns the names fetched."""
+        names = [seg for segs in self.br.archived_segments().values() for seg in segs
+                 if segment_index(seg) >= segment_index(self.chosen.wal_start)]
+        names = sorted(set(names)) + self.br.archived_history()
+        for name in names:
+            self.br.archive_get(name, dest / name, pg_data)
+        return names
+
     def summary(self) -> dict[str, Any]:
         b = self.chosen
         return {"kind": self.kind, "location": self.location, "stanza": self.cfg.stanza, "id": b.label,

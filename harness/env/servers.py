@@ -107,8 +107,13 @@ class PostgresServer:
     def dsn(self) -> str:
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
 
+    def tool(self, name: str) -> list[str]:
+        """The command that runs PostgreSQL program `name` for this cluster (a container target runs it
+        from its image: harness/drill/container.py)."""
+        return [str(self.bindir / name)]
+
     def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
+        cmd = [*self.tool(args[0]), *args[1:]]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(self.marker),
                               **run_as_pg_user())
         if check and proc.returncode != 0:

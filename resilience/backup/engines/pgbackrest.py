@@ -381,6 +381,18 @@ class PgBackRest:
                 out.setdefault(parts[0], []).append(seg)
         return {k: sorted(v) for k, v in out.items()}
 
+    def archive_get(self, name: str, dest: Path | str, pg_data: Path | str | None = None) -> None:
+        """Fetch one archived WAL segment or history file into `dest` (a file path), as restore_command
+        would; `pg_data` = the restored cluster whose pg_control pgBackRest checks the archive against."""
+        opts = [f"--pg1-path={pg_data}"] if pg_data else []
+        self._cmd("archive-get", *opts, name, str(dest), what=f"pgbackrest archive-get {name}")
+
+    def archived_history(self) -> list[str]:
+        """Timeline history files (`00000002.history`) in the stanza's archive, sorted."""
+        listing = self.repo_ls(f"archive/{self.stanza}")
+        return sorted({name.rsplit("/", 1)[-1] for name, entry in listing.items()
+                       if entry.get("type") == "file" and name.endswith(".history")})
+
     def restore(self, target: Path | str, *, label: str | None = None, target_time: datetime | str | None = None,
                 target_lsn: str | None = None, target_action: str = "promote", immediate: bool = False) -> Path:
         """Restore into a NEW empty directory; never over the source (`--delta` is not offered)."""
