@@ -14,11 +14,9 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import jsonschema
@@ -29,6 +27,7 @@ from harness.ci_output import SUMMARY_SCHEMA
 from harness.cleanup import cleanup_all
 from harness.env.local import load_state
 from harness.faults.journal import Journal
+from tests.helpers.interrupt import signal_cli_when
 
 CLI = [sys.executable, "-m", "harness.cli_main"]
 BASE = """
@@ -139,19 +138,10 @@ threshold = 1.0
 def test_sigterm_mid_fault_reverts_records_aborted_and_leaves_nothing(tmp_path) -> None:
     (tmp_path / "chaosdrill.toml").write_text(BASE.format(hold="20s"))
     before = {r["id"] for r in load_state()}
-    proc = subprocess.Popen([*CLI, "run", "-m", "db_outage", "--results", "res", "--json"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"COLUMNS": "200"})
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "injecting:" in line:
-            break
-    time.sleep(1)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, "".join(seen) + stderr
-    doc = json.loads(stdout)
+    proc = signal_cli_when(["run", "-m", "db_outage", "--results", "res", "--json"], "injecting:", cwd=tmp_path,
+                           delay=1, timeout=120)
+    assert proc.returncode == 143, proc.stderr
+    doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SUMMARY_SCHEMA)
     assert doc["runs"][0]["verdict"] == "aborted" and doc["runs"][0]["abort"]["signal"] == "SIGTERM"
     _, result = only_run(tmp_path / "res")
@@ -178,18 +168,10 @@ def test_sigterm_mid_drill_tears_down_both_environments_and_records_aborted(tmp_
     the step it was in, and neither the source nor the restored environment left running."""
     (tmp_path / "chaosdrill.toml").write_text(DRILL)
     before = {r["id"] for r in load_state()}
-    proc = subprocess.Popen([*CLI, "drill", "--results", "res", "--json", "--junit", "junit.xml"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"COLUMNS": "200"})
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "restoring backup set" in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=180)
-    assert proc.returncode == 143, "".join(seen) + stderr
-    doc = json.loads(stdout)
+    proc = signal_cli_when(["drill", "--results", "res", "--json", "--junit", "junit.xml"], "restoring backup set",
+                           cwd=tmp_path)
+    assert proc.returncode == 143, proc.stderr
+    doc = json.loads(proc.stdout)
     jsonschema.validate(doc, SUMMARY_SCHEMA)
     (run,) = doc["runs"]
     assert run["verdict"] == "aborted" and run["abort"]["signal"] == "SIGTERM", doc
@@ -199,7 +181,7 @@ def test_sigterm_mid_drill_tears_down_both_environments_and_records_aborted(tmp_
     assert result["abort"]["step"] in ("Restore", "Start", "Verify", "Serve"), result["abort"]
     interrupted = [s for s in result["steps"] if s["status"] == "interrupted"]
     assert [s["step"] for s in interrupted] == [result["abort"]["step"]]
-    assert "interrupted by SIGTERM" in stderr
+    assert "interrupted by SIGTERM" in proc.stderr
     suites = JUnitXml.fromfile(str(tmp_path / "junit.xml"))
     assert any(isinstance(r, Failure) for suite in suites for case in suite for r in case.result
                if case.name == "stop condition")

@@ -83,10 +83,8 @@ def test_no_commit_timestamps_target_time_and_keep(scratch_dir, tmp_path):
 def test_sigterm_mid_restore_tears_down_even_with_keep_and_records_aborted(scratch_dir, tmp_path):
     """SIGTERM while the backup is being restored: exit 143, the run recorded as aborted, and the fresh
     environment torn down although --keep was given (an interrupted restore is never kept)."""
-    import os
-    import signal
-
     from harness.cleanup import cleanup_all
+    from tests.helpers.interrupt import signal_cli_when
 
     c = make_user_cluster(scratch_dir / "user", track_commit_timestamp=True)
     try:
@@ -96,18 +94,10 @@ def test_sigterm_mid_restore_tears_down_even_with_keep_and_records_aborted(scrat
         toml.write_text(f'[targets]\nrto = "300s"\n[restore_test]\namcheck = false\n'
                         f'[restore_test.pgbackrest]\npath = "{c.repo}"\nstanza = "main"\n')
         before = {r["id"] for r in load_state()}
-        proc = subprocess.Popen([sys.executable, "-m", "harness.cli_main", "restore-test", "-c", str(toml),
-                                 "--results", str(tmp_path / "results"), "--keep"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=os.environ | {"COLUMNS": "200"})
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if "restoring backup" in line:
-                break
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 143, "".join(seen) + stderr
-        assert "interrupted by SIGTERM" in stderr and "kept running" not in stdout
+        proc = signal_cli_when(["restore-test", "-c", str(toml), "--results", str(tmp_path / "results"), "--keep"],
+                               "restoring backup", timeout=120)
+        assert proc.returncode == 143, proc.stderr
+        assert "interrupted by SIGTERM" in proc.stderr and "kept running" not in proc.stdout
         (result_path,) = (tmp_path / "results").glob("*/result.json")
         result = json.loads(result_path.read_text())
         assert result["verdict"] == "aborted" and result["status"] == "aborted"
