@@ -177,4 +177,6 @@ class ContainerPostgres(PostgresServer):
                 os.kill(pid, sig)
             if not wait_until(lambda: not psutil.pid_exists(pid), timeout=60, interval=0.05):
                 self.kill()
-        docker_cli("rm", "-f", self.container, timeout=60)
+        docker_cli("rm", "-f", self.container, timeout=60)  # may race Docker's own --rm: wait until it is gone
+        wait_until(lambda: docker_cli("container", "inspect", self.container, timeout=30).returncode != 0,
+                   timeout=30, interval=0.1)

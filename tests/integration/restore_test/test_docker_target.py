@@ -105,3 +105,64 @@ def test_a_missing_image_is_one_line_exit_4_and_another_major_is_named(postgres_
             check_image("chaosdrill-test-pg-mislabelled:16", 16)
     finally:
         subprocess.run(["docker", "rmi", "chaosdrill-test-pg-mislabelled:16"], timeout=60, capture_output=True)
+
+
+def test_a_pg_dump_restored_with_the_images_own_tools(postgres_image, scratch_dir, tmp_path):
+    """A pg_dump archive: initdb, createdb, pg_restore and pg_amcheck all run from the image (the dump is
+    mounted read-only at its own path); the rows arrive."""
+    from .conftest import BIN
+
+    c = make_user_cluster(scratch_dir / "dumpsrc", track_commit_timestamp=False)
+    try:
+        seed(c)
+        rows = c.psql("select count(*) from orders", db="shop")
+        dump = scratch_dir / "shop.dump"
+        subprocess.run([str(BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(c.port), "-U", "postgres", "-Fc", "-f",
+                        str(dump), "shop"], check=True, timeout=120)
+    finally:
+        c.stop()
+    toml = tmp_path / "chaosdrill.toml"
+    toml.write_text(f'[restore_test]\ntarget = "docker"\n[restore_test.pg_dump]\npath = "{dump}"\ndatabase = "shop"\n'
+                    '[[restore_test.checks]]\nname = "orders"\ndatabase = "shop"\n'
+                    f'sql = "select count(*) from orders"\nexpect = "= {rows}"\n')
+    proc = chaosdrill("restore-test", "-c", str(toml), "--results", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result_path,) = (tmp_path / "results").glob("*/result.json")
+    result = json.loads(result_path.read_text())
+    assert result["environment"]["target"]["image"] == IMAGE
+    checks = {ch["name"]: ch for ch in result["measurements"]["restore_test"]["checks"]}
+    assert checks["SQL: orders"]["passed"] and all(ch["passed"] for ch in checks.values()), checks
+    assert containers() == []
+
+
+def test_a_killed_harness_leaves_a_container_that_cleanup_removes(postgres_image, scratch_dir, tmp_path):
+    """SIGKILL (no unwinding at all) while the container serves: `chaosdrill cleanup` stops its server
+    by the recorded pid and marker, Docker removes the container (--rm), the environment is gone."""
+    import signal
+
+    from harness.cleanup import cleanup_all
+    from tests.helpers.interrupt import signal_cli_when
+
+    c = make_user_cluster(scratch_dir / "user", track_commit_timestamp=True)
+    try:
+        seed(c)
+        c.pgbackrest("backup", "--type=full")
+        before = {r["id"] for r in load_state()}
+        toml = tmp_path / "chaosdrill.toml"
+        toml.write_text(f'[restore_test]\ntarget = "docker"\nheapallindexed = true\n'
+                        f'[restore_test.pgbackrest]\npath = "{c.repo}"\nstanza = "main"\n')
+        proc = signal_cli_when(["restore-test", "-c", str(toml), "--results", str(tmp_path / "results")],
+                               "pg_amcheck on every database", sig=signal.SIGKILL)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        assert containers() != [], "the container outlived the killed harness"
+        lines = cleanup_all()
+        assert any("restore-test" in ln for ln in lines), lines
+        import time
+
+        deadline = time.monotonic() + 30
+        while containers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert containers() == []
+        assert [r["id"] for r in load_state() if r["id"] not in before] == []
+    finally:
+        c.stop()
