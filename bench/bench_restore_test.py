@@ -12,7 +12,9 @@ Made fair as bench/bench_backup.py's raw copy is:
   them too ("whole data directory", shown for reference) would flatter the restore.
 * both sides are durable: the raw copy ends with `sync -f`; pgBackRest fsyncs every file it restores.
 * `sync` before every measured step, so one step's (or the demo load's) writeback is not billed to the next.
-* `--repeat` rounds, round-robin (raw copy, whole-directory copy, restore test); medians, ranges shown.
+* `--repeat` rounds of the three (raw copy, whole-directory copy, restore test), the order rotating each
+  round (the file system here discards on delete: each step's teardown lands on whichever runs next);
+  medians, ranges shown.
 """
 
 from __future__ import annotations
@@ -87,9 +89,8 @@ def main() -> None:
             data = Path(source.path).parent.parent / "pg" / "data"
             size, wal = dir_size(data), dir_size(data / "pg_wal")
             run_cfg = cfg.model_copy(update={"restore_test": cfg.restore_test.model_copy(update={"pgbackrest": source})})
-            for _ in range(args.repeat):
-                raw.append(raw_copy(data, results / "raw", whole=False))
-                whole.append(raw_copy(data, results / "whole", whole=True))
+
+            def restore_test() -> None:
                 settle()
                 out = RestoreTestRunner(run_cfg, results).run()
                 if out.verdict.value != "passed":
@@ -99,6 +100,12 @@ def main() -> None:
                 runs.append({"run_id": out.run_id, "steps": steps, "rto_s": m.rto_s,
                              "to_checked_s": sum(steps[k] for k in ("restore", "start", "checks")),
                              "checks_share": steps["checks"] / m.rto_s})
+
+            methods = [lambda: raw.append(raw_copy(data, results / "raw", whole=False)),
+                       lambda: whole.append(raw_copy(data, results / "whole", whole=True)), restore_test]
+            for i in range(args.repeat):  # the order rotates: each method follows each other one (writeback, discard)
+                for fn in methods[i % 3:] + methods[:i % 3]:
+                    fn()
         col = {k: [r["steps"][k] for r in runs] for k in ("verify", "restore", "start", "checks", "amcheck")}
         to_checked = [r["to_checked_s"] for r in runs]
         rto = [r["rto_s"] for r in runs]
