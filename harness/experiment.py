@@ -16,7 +16,6 @@ anything raises or the run is interrupted, leaving the `with` undoes it.
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
@@ -118,8 +117,7 @@ class FaultExperiment:
             except Interrupted as exc:
                 # every `with` is left: the fault reverted, probes and load stopped; record what ran
                 timeline.event(RUN_ABORTED, exc.args[0])
-                abort = {"reason": exc.args[0], "guard": None, "kind": "signal",
-                         "signal": signal.Signals(exc.signum).name}
+                abort = exc.abort()
                 exc.outcome = self._conclude(scenario, case, run_id, run_dir, timeline, started, state, probe,
                                              description, abort)
                 raise

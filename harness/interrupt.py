@@ -24,6 +24,11 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         self.outcome = None
 
+    def abort(self, **extra: object) -> dict[str, object]:
+        """The record's `abort` of a run this signal stopped (a drill adds the step it stopped at)."""
+        return {"reason": self.args[0], "guard": None, "kind": "signal",
+                "signal": signal.Signals(self.signum).name, **extra}
+
 
 def exit_code(signum: int) -> int:
     return 128 + signum

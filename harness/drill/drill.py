@@ -56,7 +56,6 @@ from harness.drill.pipeline import (
     fresh_environment,
     retry_until,
     scratch_dir,
-    signal_abort,
     write_and_render,
 )
 from harness.drill.pipeline import one_line as _one_line
@@ -258,7 +257,7 @@ class DrillRunner:
                 result = Verdict.ABORTED
             elif status is not DrillStatus.COMPLETED:
                 result = Verdict.FAILED
-            abort = None if interrupted is None else signal_abort(interrupted, step=st.step)
+            abort = None if interrupted is None else interrupted.abort(step=st.step)
             record = RunRecord(
                 run_id=run_id, scenario=self.scenario, started_at=started.isoformat(),
                 finished_at=datetime.now(UTC).isoformat(), verdict=result.value,

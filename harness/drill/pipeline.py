@@ -7,7 +7,7 @@ Both put each stage on the run's timeline as `<prefix>.<stage>.start` / `.end` (
 `LocalEnvironment` from `fresh_environment` (new ports, new dirs, recorded so `chaosdrill env
 list/down` and `cleanup` know it), reach the restored PostgreSQL through `connect`, retry their
 serve stage's smoke test with `retry_until` (on `wait_until`), make their scratch dir with
-`scratch_dir`, record a signal's stop with `signal_abort`, and end in one `RunRecord` written by
+`scratch_dir`, record a signal's stop with `Interrupted.abort()`, and end in one `RunRecord` written by
 `write_and_render` (`harness.results.write_run` plus the HTML report). What differs is the source
 (the drill's own backups and disaster vs YOUR backups: `disaster.py`, `sources.py`), the steps
 around the pipeline (the drill's plan: `plan.py`; the failover's: `failover.py`) and the checks
@@ -18,9 +18,7 @@ around the pipeline (the drill's plan: `plan.py`; the failover's: `failover.py`)
 from __future__ import annotations
 
 import shutil
-import signal
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -32,8 +30,8 @@ import psycopg
 from harness.config import IncidentsConfig, LocalEnvConfig
 from harness.env.local import LocalEnvironment
 from harness.env.ports import LOOPBACK
+from harness.env.procs import wait_until  # noqa: F401 - the pipeline's polling, re-exported
 from harness.env.servers import chown_to_pg_user
-from harness.interrupt import Interrupted
 from harness.results import RunRecord, write_run
 from harness.timeline import Timeline
 
@@ -147,23 +145,6 @@ def write_and_render(run_dir: Path, record: RunRecord, tl: Timeline) -> Path | N
     from reports.run_report import render_run_report
 
     return render_run_report(run_dir)
-
-
-def signal_abort(interrupted: Interrupted, **extra: Any) -> dict[str, Any]:
-    """The record's `abort` of a run a signal stopped (the drill adds the step it stopped at)."""
-    return {"reason": interrupted.args[0], "guard": None, "kind": "signal",
-            "signal": signal.Signals(interrupted.signum).name, **extra}
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """`pred()` until it is true (True) or `timeout` s have passed (False); it is tried at least once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def retry_until(attempt: Callable[[], tuple[bool, str]], timeout: float, interval: float, *,

@@ -41,7 +41,6 @@ from harness.drill.pipeline import (
     one_line,
     retry_until,
     scratch_dir,
-    signal_abort,
     write_and_render,
 )
 from harness.drill.sources import (
@@ -311,7 +310,7 @@ class RestoreTestRunner:
             abort = None
             if interrupted is not None:
                 result, status = Verdict.ABORTED, "aborted"
-                abort = signal_abort(interrupted)
+                abort = interrupted.abort()
             kept = self.keep and env is not None and interrupted is None
             record = RunRecord(
                 run_id=run_id, scenario=self.scenario, started_at=started.isoformat(),
