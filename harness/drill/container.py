@@ -121,11 +121,16 @@ class ContainerPostgres(PostgresServer):
     def container(self) -> str:
         return f"chaosdrill-rt-{self.env_id or self.port}"
 
+    @property
+    def docker_label(self) -> str:
+        """On every container of this cluster, the server's and the one-off tools': what a teardown
+        from the environment's record (`chaosdrill cleanup`, `env down`) removes."""
+        return f"{LABEL}={self.env_id}"
+
     def _common(self) -> list[str]:
         uid, gid = pg_user_ids()
-        args = ["-u", f"{uid}:{gid}", "-e", f"PATH={IMAGE_PATH.format(major=self.major)}",
+        return ["-u", f"{uid}:{gid}", "-e", f"PATH={IMAGE_PATH.format(major=self.major)}",
                 "-e", f"{MARKER_ENV}={self.marker or ''}"]
-        return args
 
     def _mounts(self) -> list[str]:
         args = ["-v", f"{self.base}:{self.base}", "-v", "/etc/passwd:/etc/passwd:ro", "-v", "/etc/group:/etc/group:ro"]
@@ -133,15 +138,13 @@ class ContainerPostgres(PostgresServer):
             args += ["-v", f"{m}:{m}:ro"]
         return args
 
-    def _container_running(self) -> bool:
-        proc = docker_cli("container", "inspect", "-f", "{{.State.Running}}", self.container, timeout=30)
-        return proc.returncode == 0 and proc.stdout.strip() == "true"
-
     def tool(self, name: str) -> list[str]:
-        if self._container_running():
+        """`docker exec` into the server while it runs (its postmaster is a host pid: --pid host, so no
+        engine round trip is needed to know), else a one-off `docker run --rm` of the image."""
+        if self.running():
             return ["docker", "exec", *self._common(), self.container, name]
-        return ["docker", "run", "--rm", "--network", "host", *self._common(), *self._mounts(), "--entrypoint", name,
-                self.image]
+        return ["docker", "run", "--rm", "--network", "host", "--label", self.docker_label, *self._common(),
+                *self._mounts(), "--entrypoint", name, self.image]
 
     def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         proc = subprocess.run([*self.tool(args[0]), *args[1:]], capture_output=True, text=True, timeout=timeout,
@@ -158,7 +161,7 @@ class ContainerPostgres(PostgresServer):
         self.log.touch()
         shutil.chown(self.log, *pg_user_ids())
         proc = docker_cli("run", "-d", "--rm", "--name", self.container, "--network", "host", "--pid", "host",
-                          "--label", f"{LABEL}={self.env_id}", *self._common(), *self._mounts(), "--entrypoint", "sh",
+                          "--label", self.docker_label, *self._common(), *self._mounts(), "--entrypoint", "sh",
                           self.image, "-c", f'exec postgres -D "{self.data}" >>"{self.log}" 2>&1', timeout=120)
         if proc.returncode != 0:
             raise EnvironmentStartError(f"docker run {self.image}: {_last_line(proc)}")

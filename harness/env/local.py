@@ -252,7 +252,9 @@ class LocalEnvironment:
             "detached": self.detached,
             "base": str(self.base),
             "ports": self.ports(),
-            "postgres": {"data": str(self.postgres.data), "port": self.postgres.port, "bindir": str(self.postgres.bindir)},
+            "postgres": {"data": str(self.postgres.data), "port": self.postgres.port, "bindir": str(self.postgres.bindir),
+                         # a server in a container (restore-test target docker): the label on its containers
+                         **({"docker_label": label} if (label := getattr(self.postgres, "docker_label", None)) else {})},
             "redis": {"pid": self.redis.pid, "port": self.redis.port},
             "app": None if self.app is None else {"pid": self.app.pid, "port": self.app.port, "url": self.app_url},
             "toxiproxy": None if self.toxiproxy is None else {"pid": self.toxiproxy.pid, "port": self.toxiproxy.port,
@@ -326,6 +328,8 @@ def teardown_recorded(record: dict[str, Any]) -> str:
     # Processes started after the record but before their pid was in it (a harness killed between
     # spawn and re-record) carry the environment's marker.
     pids += kill_marked(record.get("marker") or f"env:{record['id']}")
+    if label := (record.get("postgres") or {}).get("docker_label"):
+        _remove_containers(label)
     base = record.get("base")
     if base and Path(base).name.startswith("chaosdrill-"):
         # Services restarted after the record was written (by a KillProcess revert that crashed
@@ -337,6 +341,16 @@ def teardown_recorded(record: dict[str, Any]) -> str:
     if stale is not None:
         stale._up = stale._recording = False
     return f"environment {record['id']}: stopped {len(pids)} process(es), removed {base}"
+
+
+def _remove_containers(label: str) -> None:
+    """Every container carrying `label` (a killed run's server, or a one-off tool container that never
+    started); best effort: no docker command or engine means there is nothing of ours to remove."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        found = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True,
+                               text=True, timeout=30).stdout.split()
+        if found:
+            subprocess.run(["docker", "rm", "-f", *found], capture_output=True, timeout=60)
 
 
 def _recorded_ports(record: dict[str, Any]) -> list[int]:

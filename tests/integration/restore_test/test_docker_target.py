@@ -166,3 +166,17 @@ def test_a_killed_harness_leaves_a_container_that_cleanup_removes(postgres_image
         assert [r["id"] for r in load_state() if r["id"] not in before] == []
     finally:
         c.stop()
+
+
+def test_teardown_from_the_record_removes_a_tool_container_that_never_started(postgres_image):
+    """A harness killed while a one-off tool container was being created leaves it in state "Created";
+    every container of the cluster carries the environment's label, and the record names it."""
+    from harness.env.local import teardown_recorded
+
+    label = "chaosdrill.restore_test=restore-test-leftover"
+    made = subprocess.run(["docker", "create", "--label", label, "--network", "none", "--entrypoint", "true", IMAGE],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip()[:12] in containers()
+    teardown_recorded({"id": "restore-test-leftover", "postgres": {"data": "/nonexistent", "docker_label": label}})
+    assert containers() == []
