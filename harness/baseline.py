@@ -160,11 +160,11 @@ def save_baseline(history: History, scenario: str, case: str | None, last: int, 
     """Freeze the last `last` completed runs of `scenario` (and `case`) into a baseline file — the shape
     of a series.json, so `--baseline FILE` reads it like a series — so the comparison point does not move
     as new runs arrive. Returns (path, runs saved). ConfigError (one line) when nothing matches."""
-    import json
     from datetime import UTC, datetime
 
     from harness.inputs import check_output_file
     from harness.series import SERIES_SCHEMA_VERSION
+    from harness.state import write_json_atomic
 
     if last < 1:
         raise ConfigError(f"--last: {last} must be a whole number ≥ 1")
@@ -186,7 +186,5 @@ def save_baseline(history: History, scenario: str, case: str | None, last: int, 
            "series_id": f"baseline-{scenario}-{now:%Y%m%dT%H%M%SZ}", "scenario": scenario, "case": case,
            "saved_at": now.isoformat(), "source": label, "repeats": len(runs), "runs": runs,
            "objectives": [{"name": name, "samples": values} for name, values in sorted(samples.items())]}
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    tmp.replace(out)
+    write_json_atomic(out, doc)
     return out, len(runs)

@@ -12,24 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.scenarios import QUICK
+
 pytestmark = pytest.mark.timeout(420)
 ACCESS = "AKIAFAKESECRET123"
 SECRET = "fake-secret-XYZ"
 TOKEN = "fake-webhook-token-0042"  # a value the user marks secret (run.secrets)
 SECRETS = (ACCESS, SECRET, TOKEN)
-QUICK_RUN = """
-[run]
-probe_interval = "100ms"
-[environment.local.app]
-recovery_wait = "100ms"
-[scenarios.db_outage]
-baseline = "1s"
-hold = "1s"
-after = "1s"
-[load]
-users = 2
-throughput_per_user = 5
-"""
 
 
 def config(tmp_path: Path, endpoint: str, bucket: str, extra: str = "") -> Path:
@@ -82,7 +71,7 @@ def assert_no_secret_printed(proc: subprocess.CompletedProcess) -> None:
 
 
 def test_a_fault_run_writes_and_prints_no_secret(tmp_path, s3_endpoint):
-    conf = config(tmp_path, s3_endpoint.http_url, "secrets-run", QUICK_RUN)
+    conf = config(tmp_path, s3_endpoint.http_url, "secrets-run", QUICK)
     proc = chaosdrill(tmp_path, "run", "-m", "db_outage", "-c", str(conf))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result,) = (tmp_path / "results").glob("*/result.json")
