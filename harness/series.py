@@ -53,7 +53,16 @@ def ci95_median(samples: Sequence[float]) -> list[float] | None:
     res = bootstrap((np.asarray(values),), np.median, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
                     method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return [low, high] if math.isfinite(low) and math.isfinite(high) else None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return [_snap(low, values), _snap(high, values)]
+
+
+def _snap(bound: float, values: Sequence[float]) -> float:
+    """A bound within a few ulps of a sample is that sample: scipy interpolates between two equal
+    bootstrap medians as a*(1-t) + a*t, which can land an ulp away from a."""
+    nearest = min(values, key=lambda v: abs(v - bound))
+    return nearest if math.isclose(bound, nearest, rel_tol=1e-12, abs_tol=0.0) else bound
 
 
 def worst_side_p95(values: Sequence[float], better: str) -> float | None:

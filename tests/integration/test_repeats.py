@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 import numpy as np
 from junitparser import JUnitXml, Skipped
 
@@ -68,7 +69,7 @@ def test_three_real_repeats_and_their_statistics(tmp_path: Path) -> None:
         assert obj["p95"] == float(np.percentile(measured, q, method="inverted_cdf"))
         assert obj["worst"] == float(measured.min() if obj["better"] == "higher" else measured.max())
         if measured.size == 3:  # bootstrap percentile CI of a median of 3: exactly [min, max]
-            assert obj["ci95"] == [float(measured.min()), float(measured.max())]
+            assert obj["ci95"] == pytest.approx([float(measured.min()), float(measured.max())], rel=1e-12)
 
     # no history yet: said, and the exit code stays 0
     reg = series["regression"]

@@ -79,6 +79,10 @@ def test_statistics_match_an_independent_computation(tmp_path: Path) -> None:
 def test_three_repeats_ci_is_min_max_and_one_sample_has_none() -> None:
     assert ci95_median([4.0, 9.0, 5.0]) == [4.0, 9.0]  # bootstrap medians of 3 values: P(min) = 7/27 > 2.5 %
     assert ci95_median([4.0]) is None
+    # scipy's interpolation between two equal bootstrap medians can land an ulp off a sample
+    for values in ([2.3936213740697965, 2.5500299735722884, 4.0119267942591526],
+                   [0.9412277840160636, 1.8251119936626135, 3.37776033996447], [2.10556879, 2.2, 2.303685415]):
+        assert ci95_median(values) == [min(values), max(values)]
 
 
 @pytest.mark.parametrize(("rule", "values", "expected"), [
