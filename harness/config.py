@@ -475,6 +475,7 @@ class DrillConfig(Strict):
     backup_id: str = "latest"
     load: bool = True
     serve_timeout: Duration = Field(30.0, gt=0)
+    amcheck: bool = True  # pg_amcheck every database of the restored copy (harness/drill/checks.py), as restore-test does
     repository: DrillRepositoryConfig = DrillRepositoryConfig()
 
     @field_validator("backups")

@@ -138,8 +138,9 @@ def drill_context(result: dict[str, Any]) -> dict[str, Any]:
             detail = ", ".join(f"{k} {format_duration(v['duration_s'])}" for k, v in sub.items())
         steps.append({"name": label, "duration": (drill.get("steps") or {}).get(name), "detail": detail})
     verification = m.get("verification") or {}
-    checks = [{"name": k, "passed": c.get("passed"),
-               "detail": ", ".join(f"{a}={b}" for a, b in c.items() if a != "passed")}
+    checks = [{"name": k, "passed": c.get("passed"),  # a shared check (harness/drill/checks.py) says it in words
+               "detail": "; ".join([c["detail"], *c.get("objects", [])[:10]]) if isinstance(c.get("detail"), str)
+               else ", ".join(f"{a}={b}" for a, b in c.items() if a != "passed")}
               for k, c in (verification.get("checks") or {}).items()]
     if verification.get("smoke"):
         checks.append({"name": "app smoke test (health, create + read an order)",

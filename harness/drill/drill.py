@@ -36,6 +36,14 @@ import psycopg
 
 from harness.canary import CanaryWriter
 from harness.config import Config, DrillRepositoryConfig
+from harness.drill.checks import (
+    amcheck,
+    as_entry,
+    checksum_failures,
+    data_checksums,
+    server_recovered,
+    tree_check,
+)
 from harness.drill.disaster import (
     APP_CACHE_KEYS,
     CANARY_SUMMARY,
@@ -49,6 +57,7 @@ from harness.drill.disaster import (
     seed_orders,
 )
 from harness.drill.pipeline import (
+    Check,
     Progress,
     Stages,
     StepRecord,
@@ -571,9 +580,24 @@ class DrillRunner:
             if part.kind in ("files", "config"):
                 where = st.restored_files.get(part.name if part.kind == "files" else "config")
                 checks[f"{part.name} equal the backup's SHA-256 manifest"] = _check_tree(st.repo, part, where)
+        if st.fresh is not None:  # a restore (not a failover): the integrity checks a restore test runs too
+            for check in self._integrity(st.fresh):
+                checks[check.name] = as_entry(check)
         passed = all(c["passed"] for c in checks.values())
         st.verification = {"passed": passed, "checks": checks, "lost_orders": len(st.snapshot) - len(restored)}
         return {"passed": passed, "failed": [k for k, c in checks.items() if not c["passed"]]}
+
+    def _integrity(self, fresh: LocalEnvironment) -> list[Check]:
+        """The shared integrity checks (checks.py) on the restored PostgreSQL: promoted, pg_amcheck of
+        every database (`[drill] amcheck`), and the data checksum failures PostgreSQL counted."""
+        port = fresh.postgres.port
+        out = [server_recovered(port, fresh.postgres.version())]
+        if self.config.drill.amcheck:
+            check, _ = amcheck(fresh.postgres.tool("pg_amcheck"), port)
+            out.append(check)
+        if data_checksums(port) == "on":
+            out.append(checksum_failures(port))
+        return out
 
     def _serve(self, st: _State, timeout: float) -> dict[str, Any]:
         tl = st.tl
@@ -641,21 +665,15 @@ class _State:
 
 def _check_tree(repo: Any, part: Any, restored: str | None) -> dict[str, Any]:
     """A restored file tree against the part's manifest (SHA-256 and size of every file, no extras)."""
+    name = f"{part.name} equal the backup's SHA-256 manifest"
     if restored is None:
         return {"passed": False, "error": f"{part.name} was not restored"}
     try:
         manifest = FileTreeEngine.load_manifest(repo, part)  # its SHA-256 is checked against the catalog
     except (BackupError, ValueError) as exc:
         return {"passed": False, "error": _one_line(exc)}
-    root = Path(restored)
-    found = FileTreeEngine(root).scan() if root.is_dir() else {}
-    missing = sorted(set(manifest) - set(found))
-    changed = sorted(k for k in set(manifest) & set(found)
-                     if (found[k]["sha256"], found[k]["size"]) != (manifest[k]["sha256"], manifest[k]["size"]))
-    unexpected = sorted(set(found) - set(manifest))
-    return {"passed": not (missing or changed or unexpected), "files": len(manifest), "restored": len(found),
-            "bytes": sum(e["size"] for e in manifest.values()), "missing": missing[:20], "changed": changed[:20],
-            "unexpected": unexpected[:20], "root": str(root)}
+    return as_entry(tree_check(name, Path(restored), {k: e["sha256"] for k, e in manifest.items()},
+                               sizes={k: e["size"] for k, e in manifest.items()}, extras_fail=True))
 
 
 def _redis_config(port: int, name: str) -> str | None:

@@ -31,6 +31,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from harness.config import _EXPECT, Config
+from harness.drill.checks import amcheck, checksum_failures, data_checksums, server_recovered, tree_check
 from harness.drill.container import ContainerPostgres, check_image, image_name
 from harness.drill.pipeline import (
     Check,
@@ -84,7 +85,6 @@ ORDER BY 1, 2"""
 _REDO_DONE = re.compile(r"redo done at ([0-9A-F]+/[0-9A-F]+)")
 _LAST_TX = re.compile(r"last completed transaction was at log time (\S+ \S+)")
 _STOPPING = re.compile(r"recovery stopping (before|after) .*time (\S+ \S+)")
-_AMCHECK_OBJECT = re.compile(r'^(heap table|btree index|index|table|relation) "([^"]+)"', re.I)
 # settings pg_control records from the source: recovery refuses lower values
 _CONTROL_SETTINGS = {"max_connections setting": "max_connections",
                      "max_worker_processes setting": "max_worker_processes",
@@ -520,15 +520,12 @@ class RestoreTestRunner:
 
     def _postgres_checks(self, pg, env: LocalEnvironment, facts: dict[str, Any]) -> list[Check]:
         out: list[Check] = []
-        with self._connect(env) as conn:
-            recovering = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-            checksums = conn.execute("SHOW data_checksums").fetchone()[0]
-        facts["data_checksums"] = checksums
+        facts["data_checksums"] = data_checksums(env.postgres.port)
         replay = facts.get("replay") or {}
         if pg.kind == "pgbackrest":
-            out.append(Check("server starts and reaches consistency", not recovering,
-                             f"PostgreSQL {env.postgres.version()} on {LOOPBACK}:{env.postgres.port}; "
-                             f"recovery {'still running' if recovering else 'ended, promoted'}"))
+            consistent = server_recovered(env.postgres.port, env.postgres.version())
+            recovering = not consistent.passed
+            out.append(consistent)
             end = pg.archive_end()
             lsn = replay.get("end_lsn")
             if self.target_time is not None:
@@ -588,28 +585,11 @@ class RestoreTestRunner:
         return Check(name, ok, f"{c.database}: got {value!r}, expected {c.expect}")
 
     def _amcheck(self, env: LocalEnvironment, facts: dict[str, Any]) -> list[Check]:
-        args = [*env.postgres.tool("pg_amcheck"), "-h", LOOPBACK, "-p", str(env.postgres.port), "-U", "postgres", "--all",
-                "--install-missing", "--jobs", "2"]
-        if self.rt.heapallindexed:
-            args.append("--heapallindexed")
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=24 * 3600)
-        text = (proc.stdout or "") + (proc.stderr or "")
-        objects = sorted({m.group(0) for ln in text.splitlines() if (m := _AMCHECK_OBJECT.match(ln.strip()))})
-        ok = proc.returncode == 0
-        facts["amcheck"] = {"exit": proc.returncode, "heapallindexed": self.rt.heapallindexed,
-                            "output": text.strip().splitlines()[:40]}
-        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-        out = [Check("pg_amcheck: heap and btree of every database" +
-                     (" (--heapallindexed)" if self.rt.heapallindexed else ""), ok,
-                     "no corruption found" if ok else f"exit {proc.returncode}: {first}", objects or
-                     ([first] if not ok else []))]
+        check, facts["amcheck"] = amcheck(env.postgres.tool("pg_amcheck"), env.postgres.port,
+                                          heapallindexed=self.rt.heapallindexed)
+        out = [check]
         if facts.get("data_checksums") == "on":
-            with self._connect(env) as conn:
-                rows = conn.execute("SELECT coalesce(datname, '(shared)'), checksum_failures FROM pg_stat_database "
-                                    "WHERE checksum_failures > 0").fetchall()
-            out.append(Check("data checksum failures PostgreSQL reports", not rows,
-                             "none" if not rows else f"{sum(r[1] for r in rows)} failure(s)",
-                             [f"database {d}: {n} checksum failure(s)" for d, n in rows]))
+            out.append(checksum_failures(env.postgres.port))
         return out
 
     def _pg_restore(self, pg: PgDumpSource, env: LocalEnvironment) -> tuple[bool, str]:
@@ -691,24 +671,20 @@ class RestoreTestRunner:
         return out
 
     def _file_checks(self, sources: list[FileTreeSource], env: LocalEnvironment, facts: dict[str, Any]) -> list[Check]:
-        from resilience.backup.repository import sha256_file
-
         out, summary = [], []
         for i, src in enumerate(sources):
             root = env.base / "files" / str(i)
-            found = {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file()}
             manifest = src.manifest()
-            summary.append({"path": str(src.path), "files": len(found)})
             if manifest is None:
-                out.append(Check(f"files {src.path.name}: restored", bool(found), f"{len(found)} file(s), no manifest"))
+                found = sum(1 for p in root.rglob("*") if p.is_file())
+                summary.append({"path": str(src.path), "files": found})
+                out.append(Check(f"files {src.path.name}: restored", bool(found), f"{found} file(s), no manifest"))
                 continue
-            missing = sorted(set(manifest) - set(found))
-            changed = sorted(k for k in set(manifest) & set(found) if sha256_file(found[k])[0] != manifest[k])
-            out.append(Check(f"files {src.path.name}: every file matches {Path(src.cfg.manifest).name}",
-                             not missing and not changed,
-                             f"{len(manifest)} in the manifest, {len(found)} restored; {len(missing)} missing, "
-                             f"{len(changed)} changed",
-                             [f"{k}: missing" for k in missing[:20]] + [f"{k}: SHA-256 differs" for k in changed[:20]]))
+            # a user's sha256sum file may leave out itself or a README: extra files are counted, not failed
+            check = tree_check(f"files {src.path.name}: every file matches {Path(src.cfg.manifest).name}", root,
+                               manifest, extras_fail=False)
+            summary.append({"path": str(src.path), "files": check.data["restored"]})
+            out.append(check)
         facts["files"] = summary or None
         return out
 

@@ -96,6 +96,10 @@ def test_drill_end_to_end_rpo_within_archive_timeout(tmp_path):
     assert redis_check["keys_restored"] == redis_check["keys_at_backup"]
     assert redis_check["digest_restored"] == redis_check["digest_at_backup"] == used["parts"]["redis"]["keys_digest"]
     assert checks["redis AOF on after the restore"] == {"passed": True, "appendonly": "yes"}
+    # the integrity checks the restore test runs too (harness/drill/checks.py)
+    assert checks["server starts and reaches consistency"]["passed"]
+    amcheck = checks["pg_amcheck: heap and btree of every database"]
+    assert amcheck["passed"] and amcheck["detail"] == "no corruption found"
     # files and configuration are parts of the set too, restored into the fresh environment
     assert set(used["parts"]) == {"postgres", "redis", "files:uploads", "config"}
     uploads = checks["files:uploads equal the backup's SHA-256 manifest"]

@@ -133,3 +133,33 @@ def test_s3_source_needs_loopback_endpoints_and_keys(monkeypatch):
     for bad in ({"endpoint": "s3.amazonaws.com:443"}, {"endpoint_url": "https://s3.example.com"}):
         with pytest.raises(ConfigError, match="not loopback"):
             parse_config({"restore_test": {"pgbackrest": keyed | bad}}, "t")
+
+
+def test_one_tree_check_for_drill_and_restore_test(tmp_path):
+    """harness/drill/checks.tree_check: missing and changed files always fail and are named; files the
+    manifest leaves out fail only where the manifest lists every file (the drill's own)."""
+    import hashlib
+
+    from harness.drill.checks import tree_check
+
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("a\n")
+    (root / "sub" / "b.txt").write_text("b\n")
+    (root / "extra.txt").write_text("not in the manifest\n")
+    sha = {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in ("a.txt", "sub/b.txt")}
+    sizes = {rel: (root / rel).stat().st_size for rel in sha}
+
+    lenient = tree_check("files", root, sha, extras_fail=False)
+    assert lenient.passed and lenient.data["unexpected"] == ["extra.txt"] and "1 not in the manifest" in lenient.detail
+    strict = tree_check("files", root, sha, sizes=sizes)
+    assert not strict.passed and strict.objects == ["extra.txt: not in the manifest"] and strict.data["bytes"] == 4
+
+    (root / "sub" / "b.txt").write_text("B\n")  # same size, other bytes
+    (root / "a.txt").unlink()
+    damaged = tree_check("files", root, sha, sizes=sizes, extras_fail=False)
+    assert not damaged.passed and damaged.objects == ["a.txt: missing", "sub/b.txt: SHA-256 differs"]
+    assert damaged.data["missing"] == ["a.txt"] and damaged.data["changed"] == ["sub/b.txt"]
+
+    gone = tree_check("files", tmp_path / "never-restored", sha)
+    assert not gone.passed and "was not restored" in gone.detail

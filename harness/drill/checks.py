@@ -1,0 +1,103 @@
+"""Checks on a restored copy that the DR drill and the restore test share.
+
+Whatever was restored (chaosdrill's own backup set in a drill, YOUR pgBackRest repository or dump in
+a restore test), the same questions are asked of it the same way: did the server finish recovery,
+does pg_amcheck find corruption in any database, does PostgreSQL report data checksum failures, does
+every restored file match its manifest. Each answer is one `Check` (name, verdict, detail, the objects
+it names). What only one side can ask stays there: rows against a snapshot and a canary in the drill
+(drill.py), tables against the previous restore test, WAL replay against the archive's end and the
+user's SQL assertions in the restore test (restore_test.py).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.drill.pipeline import Check, connect
+from harness.env.ports import LOOPBACK
+
+# pg_amcheck names what it found: `heap table "db.schema.table", block 0, offset 1:` / `btree index "…":`
+_AMCHECK_OBJECT = re.compile(r'^(heap table|btree index|index|table|relation) "([^"]+)"', re.I)
+
+
+def server_recovered(port: int, version: str) -> Check:
+    """The restored server left recovery (promoted): it serves writes, as the production copy would."""
+    with connect(port) as conn:
+        recovering = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    return Check("server starts and reaches consistency", not recovering,
+                 f"PostgreSQL {version} on {LOOPBACK}:{port}; recovery {'still running' if recovering else 'ended, promoted'}")
+
+
+def amcheck(tool: list[str], port: int, *, heapallindexed: bool = False, jobs: int = 2,
+            timeout: float = 24 * 3600) -> tuple[Check, dict[str, Any]]:
+    """pg_amcheck over every database (heap and btree; `--install-missing` adds the extension to the
+    throwaway copy). Returns the check and its facts (exit code, first 40 output lines)."""
+    args = [*tool, "-h", LOOPBACK, "-p", str(port), "-U", "postgres", "--all", "--install-missing", "--jobs", str(jobs)]
+    if heapallindexed:
+        args.append("--heapallindexed")
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    text = (proc.stdout or "") + (proc.stderr or "")
+    objects = sorted({m.group(0) for ln in text.splitlines() if (m := _AMCHECK_OBJECT.match(ln.strip()))})
+    ok = proc.returncode == 0
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    facts = {"exit": proc.returncode, "heapallindexed": heapallindexed, "output": text.strip().splitlines()[:40]}
+    check = Check("pg_amcheck: heap and btree of every database" + (" (--heapallindexed)" if heapallindexed else ""),
+                  ok, "no corruption found" if ok else f"exit {proc.returncode}: {first}",
+                  objects or ([first] if not ok else []))
+    return check, facts
+
+
+def data_checksums(port: int) -> str:
+    with connect(port) as conn:
+        return conn.execute("SHOW data_checksums").fetchone()[0]
+
+
+def checksum_failures(port: int) -> Check:
+    """The data checksum failures PostgreSQL counted while the copy was read (recovery, checks, amcheck)."""
+    with connect(port) as conn:
+        rows = conn.execute("SELECT coalesce(datname, '(shared)'), checksum_failures FROM pg_stat_database "
+                            "WHERE checksum_failures > 0").fetchall()
+    return Check("data checksum failures PostgreSQL reports", not rows,
+                 "none" if not rows else f"{sum(r[1] for r in rows)} failure(s)",
+                 [f"database {d}: {n} checksum failure(s)" for d, n in rows])
+
+
+def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, sizes: Mapping[str, int] | None = None,
+               extras_fail: bool = True) -> Check:
+    """A restored file tree against a manifest (relative path → SHA-256; `sizes` when the manifest has them).
+
+    Missing and changed files always fail; files the manifest does not name fail when `extras_fail`
+    (a manifest chaosdrill wrote lists every file), else they are counted in the detail only (a
+    user's `sha256sum` file may leave out itself or a README)."""
+    from resilience.backup.repository import sha256_file
+
+    if root is None or not root.is_dir():
+        return Check(name, False, f"{root or 'the tree'} was not restored", [str(root or name)],
+                     {"files": len(expected), "restored": 0, "root": str(root) if root else None})
+    found = {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    missing = sorted(set(expected) - set(found))
+    changed = []
+    for rel in sorted(set(expected) & set(found)):
+        digest, size = sha256_file(found[rel])
+        if digest != expected[rel] or (sizes is not None and size != sizes.get(rel)):
+            changed.append(rel)
+    unexpected = sorted(set(found) - set(expected))
+    passed = not missing and not changed and not (extras_fail and unexpected)
+    detail = (f"{len(expected)} in the manifest, {len(found)} restored; {len(missing)} missing, {len(changed)} changed, "
+              f"{len(unexpected)} not in the manifest")
+    objects = ([f"{k}: missing" for k in missing[:20]] + [f"{k}: SHA-256 differs" for k in changed[:20]]
+               + ([f"{k}: not in the manifest" for k in unexpected[:20]] if extras_fail else []))
+    data = {"files": len(expected), "restored": len(found), "missing": missing[:20], "changed": changed[:20],
+            "unexpected": unexpected[:20], "root": str(root)}
+    if sizes is not None:
+        data["bytes"] = sum(sizes.values())
+    return Check(name, passed, detail, objects, data)
+
+
+def as_entry(check: Check) -> dict[str, Any]:
+    """The drill's result form of a check (checks keyed by name): verdict, detail, objects and its data."""
+    return {"passed": check.passed, "detail": check.detail, "objects": check.objects[:50], **check.data}
