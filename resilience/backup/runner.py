@@ -54,6 +54,20 @@ def pg_bindir() -> Path:
                       "install postgresql-15 or set CHAOSDRILL_PG_BINDIR")
 
 
+def die_with_parent() -> None:
+    """`preexec_fn` for a helper that must not outlive its caller (a throwaway server read once): the
+    kernel SIGKILLs it when the thread that spawned it dies, a SIGKILL of the harness included, which
+    no `finally` survives. Linux prctl(PR_SET_PDEATHSIG); elsewhere a no-op. Never for a server that
+    must stay up after the run (a kept environment)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def which(tool: str, hint: str) -> str:
     """Absolute path of `tool` or a one-line ToolMissing naming the package to install."""
     found = shutil.which(tool)

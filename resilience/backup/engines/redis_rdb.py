@@ -25,6 +25,7 @@ from redis.retry import Retry
 from resilience.backup.catalog import BackupPart, BackupType
 from resilience.backup.errors import EngineError, RepositoryCorrupt
 from resilience.backup.repository import Repository, sha256_file
+from resilience.backup.runner import die_with_parent as die_with_parent_fn
 from resilience.backup.runner import which
 from resilience.backup.targets import require_empty_dir
 
@@ -217,7 +218,7 @@ class RedisRdbEngine:
         """KEYS_LUA over exactly these RDB bytes: loaded by a throwaway redis-server on a loopback port."""
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copyfile(rdb, Path(tmp) / "dump.rdb")
-            server = RedisRdbEngine._serve(Path(tmp), None, timeout=self.timeout_s)
+            server = RedisRdbEngine._serve(Path(tmp), None, timeout=self.timeout_s, die_with_parent=True)
             r = _client(LOOPBACK, server.port, timeout=self.timeout_s)
             try:
                 return parse_key_rows(r.eval(KEYS_LUA, 0, self.key_pattern))
@@ -311,8 +312,11 @@ class RedisRdbEngine:
         return RedisRdbEngine._serve(target, port, appendonly=appendonly, timeout=timeout)
 
     @staticmethod
-    def _serve(target: Path, port: int | None, *, appendonly: bool = False, timeout: float = 120) -> RestoredRedis:
-        """A new redis-server on `target`/dump.rdb, on a loopback port, once it has loaded it."""
+    def _serve(target: Path, port: int | None, *, appendonly: bool = False, timeout: float = 120,
+               die_with_parent: bool = False) -> RestoredRedis:
+        """A new redis-server on `target`/dump.rdb, on a loopback port, once it has loaded it.
+        `die_with_parent`: a throwaway one (the backup's key manifest) dies with the harness, even a
+        SIGKILLed one; a restored server does not (a kept environment outlives the run)."""
         from resilience.backup.postgres import free_port
 
         binary = which("redis-server", "install redis-server")
@@ -320,7 +324,8 @@ class RedisRdbEngine:
         args = [binary, "--port", str(port), "--bind", LOOPBACK, "--dir", str(target), "--dbfilename", "dump.rdb",
                 "--daemonize", "no", "--save", "", "--appendonly", "no", "--logfile", str(target / "redis.log")]
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=die_with_parent_fn if die_with_parent else None)
         r = _client(LOOPBACK, port, timeout=1)
         deadline = time.monotonic() + timeout
         try:

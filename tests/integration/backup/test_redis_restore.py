@@ -119,3 +119,38 @@ def test_the_aof_trap_is_real_without_enable_aof(backed_up, scratch_dir):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("dies", [True, False])
+def test_a_throwaway_redis_dies_with_a_sigkilled_harness(tmp_path, dies):
+    """The redis-server that reads a backup's key manifest is spawned with PR_SET_PDEATHSIG: a harness
+    SIGKILLed while it runs (no `finally` runs) leaves no server behind; a restored one (dies=False,
+    a kept environment's) does outlive its parent, as it must."""
+    import os
+    import signal
+    import sys
+
+    script = ("import os, signal, sys\nfrom pathlib import Path\n"
+              "from resilience.backup.engines.redis_rdb import RedisRdbEngine\n"
+              f"s = RedisRdbEngine._serve(Path({str(tmp_path)!r}), None, die_with_parent={dies})\n"
+              "print(s.process.pid, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pid = int(proc.stdout.split()[0])
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat") as f:  # an unreaped zombie is dead too
+            return f.read().split(") ")[1][0] != "Z"
+
+    deadline = time.monotonic() + 5
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert alive() is (not dies)
+    finally:
+        if alive():
+            os.kill(pid, signal.SIGKILL)
