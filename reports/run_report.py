@@ -123,7 +123,7 @@ def _fault_charts(tl: Timeline, fault: dict[str, Any]) -> list[str]:
 
 
 STEP_LABELS = {"restore": "fetch / restore (pgBackRest, Redis RDB)", "start": "start / WAL replay (until promoted)",
-               "verify": "verify (rows vs snapshot, canary, Redis)", "serve": "serve (first good smoke test)"}
+               "verify": "verify (rows vs snapshot, canary, Redis, files, pg_amcheck)", "serve": "serve (first good smoke test)"}
 
 
 def drill_context(result: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def server_recovered(port: int, version: str) -> Check:
     with connect(port) as conn:
         recovering = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
     return Check("server starts and reaches consistency", not recovering,
-                 f"PostgreSQL {version} on {LOOPBACK}:{port}; recovery {'still running' if recovering else 'ended, promoted'}")
+                 f"{version if 'PostgreSQL' in version else f'PostgreSQL {version}'} on {LOOPBACK}:{port}; recovery {'still running' if recovering else 'ended, promoted'}")
 
 
 def amcheck(tool: list[str], port: int, *, heapallindexed: bool = False, jobs: int = 2,
