@@ -35,9 +35,9 @@ from harness.results import MAX_RESULT_BYTES, SCHEMA_VERSION, chaosdrill_version
 
 RESULT_NAME = "result.json"
 INDEX_NAME = ".chaosdrill-index.json"
-INDEX_VERSION = 2  # 2: summaries carry the case
+INDEX_VERSION = 3  # 2: summaries carry the case; 3: restore tests are drills with their detail
 OUTCOMES = ("passed", "failed", "aborted", "inconclusive", "not measured")
-DRILL_SCENARIOS = {"dr_restore": "DR drill", "replica_failover": "failover"}
+DRILL_SCENARIOS = {"dr_restore": "DR drill", "replica_failover": "failover", "restore_test": "restore test"}
 # The headline objectives: key → the name (or name prefix) the run's objectives use for it.
 HEADLINE = {"time_to_detect": "time to detect", "mttr": "MTTR", "rto": "RTO", "rpo": "RPO"}
 HEADLINE_LABELS = {"time_to_detect": "TTD", "mttr": "MTTR", "rto": "RTO", "rpo": "RPO"}
@@ -70,7 +70,7 @@ class RunSummary:
 
     run_id: str
     scenario: str
-    kind: str                     # fault | DR drill | failover
+    kind: str                     # fault | DR drill | failover | restore test
     started_at: str               # ISO 8601, UTC
     finished_at: str | None
     verdict: str
@@ -193,6 +193,36 @@ def _drill_detail(m: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             "repository": _text(env.get("repository"), 200) or None}
 
 
+def _failed_checks(rt: dict[str, Any] | None) -> str:
+    """A restore test that failed says which checks failed first: that is what an auditor asks."""
+    checks = (rt or {}).get("checks")
+    failed = [_text(c["name"], 80) for c in (checks if isinstance(checks, list) else [])
+              if isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("passed") is False]
+    return f"check(s) failed: {', '.join(failed[:3])}{' …' if len(failed) > 3 else ''}; " if failed else ""
+
+
+def _restore_test_detail(rt: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The same facts for a restore test of YOUR backups (the drill's keys, so evidence shows both alike):
+    the backup it restored (its label or dump path), LSN/WAL range, the named checks, RTO steps."""
+    src = rt.get("source") if isinstance(rt.get("source"), dict) else {}
+    env = result.get("environment") if isinstance(result.get("environment"), dict) else {}
+    checks = [{"name": _text(c["name"], 120), "passed": c.get("passed") if isinstance(c.get("passed"), bool) else None}
+              for c in (rt.get("checks") if isinstance(rt.get("checks"), list) else [])
+              if isinstance(c, dict) and isinstance(c.get("name"), str)]
+    steps = rt.get("steps") if isinstance(rt.get("steps"), dict) else {}
+    verified = rt.get("checked")
+    kind = _text(src.get("kind"), 20)
+    return {"status": _text(rt.get("status"), 40) or None, "error": _text(rt.get("error")) or None,
+            "backup_set": _text(src.get("id"), 200) or None,
+            "backup_type": " ".join(x for x in (kind, _text(src.get("type"), 20)) if x) or None,
+            "backup_finished_at": _text(src.get("finished_at"), 64) or None,
+            "lsn_range": _text(src.get("lsn_range"), 120) or None, "wal_range": _text(src.get("wal_range"), 120) or None,
+            "checks": checks, "rto_steps": {_text(k, 40): _finite(v) for k, v in steps.items()},
+            "rows_lost": None, "backup_age_s": _finite(rt.get("backup_age_s")),
+            "verified": verified if isinstance(verified, bool) else None,
+            "repository": _text(src.get("location") or env.get("repository"), 200) or None}
+
+
 def _versions(result: dict[str, Any]) -> dict[str, str]:
     env = result.get("environment") if isinstance(result.get("environment"), dict) else {}
     raw = env.get("versions") if isinstance(env.get("versions"), dict) else {}
@@ -256,21 +286,25 @@ def summarize(data: Any, rel_path: str) -> RunSummary:
     objectives = _objectives(data.get("objectives"))
     notes = [_text(n, 200) for n in data.get("notes") or [] if isinstance(n, str)][:10]
     scenario = _text(data["scenario"], 80)
-    is_drill = scenario in DRILL_SCENARIOS or isinstance(m.get("drill"), dict)
+    rt = m.get("restore_test") if isinstance(m.get("restore_test"), dict) else None
+    is_drill = scenario in DRILL_SCENARIOS or isinstance(m.get("drill"), dict) or rt is not None
     status = m.get("status") if is_drill and isinstance(m.get("status"), str) else None
+    if rt is not None:  # a restore test's own status: "failed" is a failed check (a failed run), not a broken harness
+        status = "aborted" if rt.get("status") == "aborted" else None
     if data.get("status") == "aborted":  # a fault run ended early by a stop condition or a signal
         status = "aborted"
     outcome = outcome_of(data["verdict"], objectives, status)
     finished = data.get("finished_at")
     return RunSummary(
         run_id=_text(data["run_id"], 120), scenario=scenario,
-        kind=DRILL_SCENARIOS.get(scenario, "DR drill" if is_drill else "fault"),
+        kind="restore test" if rt is not None else DRILL_SCENARIOS.get(scenario, "DR drill" if is_drill else "fault"),
         started_at=parse_time(data["started_at"]).isoformat(),
         finished_at=parse_time(finished).isoformat() if parse_time(finished) else None,
         verdict=data["verdict"], outcome=outcome, reason=("regressed against its baseline; " if data["verdict"] == "regressed" else "")
-        + _reason(outcome, objectives, m, notes),
+        + _failed_checks(rt) + _reason(outcome, objectives, rt if rt is not None else m, notes),
         headline=_headline(m, objectives), objectives=objectives, versions=_versions(data), path=rel_path,
-        schema_version=version, drill=_drill_detail(m, data) if is_drill else None, notes=notes,
+        schema_version=version, notes=notes,
+        drill=_restore_test_detail(rt, data) if rt is not None else _drill_detail(m, data) if is_drill else None,
         case=_text(data["case"], 200) if isinstance(data.get("case"), str) else None)
 
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import jsonschema
-import pytest
 import numpy as np
+import pytest
 from junitparser import JUnitXml, Skipped
 
 from harness.ci_output import SUMMARY_SCHEMA

@@ -189,7 +189,7 @@ def test_pack_contents_and_json_schema(world) -> None:
     html = (pack / "evidence.html").read_text()
     assert "Test &lt;Org&gt;" in html, "policy text is escaped"
     for heading in ("Summary verdict per control", "Coverage of the required drills", "Objectives vs achieved",
-                    "DR drills and failovers", "Deviations", "Remediation", "Resilience score", "Sign-off",
+                    "DR drills, failovers and restore tests", "Deviations", "Remediation", "Resilience score", "Sign-off",
                     "Scope and asset versions", "Participants, roles and approver"):
         assert heading in html, heading
     assert "OVERDUE" in html and "carried over" in html and "http://" not in html.replace("http://www.w3.org", "")

@@ -4,6 +4,7 @@ environment, the checks, RTO/RPO, the baseline of table rows, and the repository
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -61,3 +62,34 @@ def test_latest_backup_restored_checked_and_measured(user_cluster, tmp_path):
     assert any("shop.public.customers: 500 → 100 rows" in o for o in tables["objects"])
     assert not by_name(second)["SQL: customers"]["passed"]
     assert second.verdict.value == "failed"
+
+    # both are first-class runs in the history (and so in the evidence pack): kind, backup, checks, steps
+    from harness.history import load_history
+
+    first_run, second_run = load_history(tmp_path / "results").runs
+    assert (first_run.kind, first_run.outcome, second_run.outcome) == ("restore test", "passed", "failed")
+    d = first_run.drill
+    assert d["backup_set"] == result["measurements"]["restore_test"]["source"]["id"] and "→" in d["lsn_range"]
+    assert d["backup_type"].startswith("pgbackrest") and d["repository"] == str(user_cluster.repo)
+    assert d["verified"] is True and {c["name"] for c in d["checks"]} == {c["name"] for c in outcome.checks}
+    assert set(d["rto_steps"]) >= {"verify", "restore", "start", "checks", "amcheck"}
+    assert first_run.headline["rto"] == pytest.approx(m.rto_s) and first_run.headline["rpo"] == pytest.approx(m.rpo_s)
+    assert second_run.reason.startswith("check(s) failed: tables: rows and sizes vs the previous restore test")
+    assert second_run.drill["verified"] is False
+
+    # …and the default evidence policy requires them monthly: the pack lists both with their checks
+    from harness.evidence.pack import build_pack
+    from harness.evidence.period import resolve
+    from harness.evidence.policy import load_policy
+
+    policy, source = load_policy(None)
+    day = first_run.start.date()
+    period = resolve(None, day.isoformat(), (day + timedelta(days=1)).isoformat(), policy.tz)
+    ev = build_pack(tmp_path / "results", tmp_path / "pack", policy, source, "", period, pdf=False).evidence
+    listed = {d["run_id"]: d for d in ev["drills"]}
+    assert set(listed) == {first_run.run_id, second_run.run_id}
+    assert listed[first_run.run_id]["kind"] == "restore test" and listed[first_run.run_id]["checks"]
+    cover = next(c for c in ev["coverage"] if c["scenario"] == "restore_test")
+    assert cover["passed"] == 1 and cover["failed"] == 1
+    html = (tmp_path / "pack" / "evidence.html").read_text()
+    assert "DR drills, failovers and restore tests" in html and "pg_amcheck" in html
