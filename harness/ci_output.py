@@ -52,7 +52,10 @@ def run_dict(outcome: Any) -> dict[str, Any]:
             "status": getattr(status, "value", status) or "completed",
             "run_dir": str(outcome.run_dir), "report": str(outcome.report) if outcome.report else None,
             "abort": getattr(outcome, "abort", None),
-            "objectives": [objective_dict(o) for o in outcome.objectives]}
+            "objectives": [objective_dict(o) for o in outcome.objectives],
+            **({"checks": [{"name": c["name"], "passed": c["passed"], "detail": c.get("detail", ""),
+                            "objects": list(c.get("objects") or [])[:20]} for c in outcome.checks]}
+               if isinstance(getattr(outcome, "checks", None), list) else {})}
 
 
 def _scenario_of(run_id: str) -> str:
@@ -123,6 +126,9 @@ def junit_xml(doc: dict[str, Any]) -> str:
             passed = obj["passed"]
             text = _failure_text(obj)
             _case(suite, classname, obj["name"], passed, ("not measured: " + text) if passed is None else text)
+        for check in run.get("checks") or []:  # a restore test: each named check is a test result too
+            text = "; ".join([check["detail"], *check["objects"][:10]]) if check["detail"] else check["name"]
+            _case(suite, classname, f"check: {check['name']}", check["passed"], text, kind="check failed")
         if not run["objectives"]:
             _case(suite, classname, "objectives", None, "not measured: the run judged no objective")
         _finish_suite(suite)
@@ -181,6 +187,9 @@ _ABORT = {"type": ["object", "null"], "required": ["reason"],
                          "kind": {"type": ["string", "null"]}, "threshold": _NUM, "observed": _NUM,
                          "t_crossed_ns": {"type": ["integer", "null"]}, "time_to_revert_s": _NUM,
                          "time_to_cleared_s": _NUM}}
+_CHECK = {"type": "object", "required": ["name", "passed", "detail", "objects"],
+          "properties": {"name": {"type": "string"}, "passed": {"type": "boolean"}, "detail": {"type": "string"},
+                         "objects": {"type": "array", "items": {"type": "string"}}}}
 _SERIES_OBJECTIVE = {"type": "object",
                      "required": ["name", "unit", "better", "target", "n", "samples", "median", "p95", "worst",
                                   "ci95", "passed"],
@@ -200,12 +209,12 @@ _COMPARISON = {"type": "object", "required": ["name", "status", "message"],
                               "change": _NUM, "tolerance": _NUM, "p_value": _NUM}}
 SUMMARY_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "chaosdrill run/drill --json summary",
+    "title": "chaosdrill run/drill/restore-test --json summary",
     "type": "object",
     "required": ["summary_schema_version", "command", "exit_code", "status", "runs", "series"],
     "properties": {
         "summary_schema_version": {"const": SUMMARY_SCHEMA_VERSION},
-        "command": {"enum": ["run", "drill"]},
+        "command": {"enum": ["run", "drill", "restore-test"]},
         "exit_code": {"enum": sorted(EXIT_CODES)},
         "status": {"enum": sorted(set(STATUS_OF_CODE.values()))},
         "meaning": {"type": "string"},
@@ -218,7 +227,8 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                            "verdict": {"enum": ["passed", "failed", "inconclusive", "aborted", "regressed"]},
                            "status": {"type": "string"}, "run_dir": {"type": "string"},
                            "report": {"type": ["string", "null"]}, "abort": _ABORT,
-                           "objectives": {"type": "array", "items": _OBJECTIVE}}}},
+                           "objectives": {"type": "array", "items": _OBJECTIVE},
+                           "checks": {"type": "array", "items": _CHECK}}}},
         "series": {"type": "array", "items": {
             "type": "object",
             "required": ["series_id", "scenario", "repeats", "rule", "verdict", "objectives", "runs"],

@@ -655,15 +655,27 @@ def restore_test(
     backup: Annotated[str | None, typer.Option(help="pgBackRest backup label (default restore_test.backup: latest)")] = None,
     target_time: Annotated[str | None, typer.Option(help="point in time to recover to (ISO, UTC when no zone)")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="leave the restored environment running (env list/down know it)")] = False,
+    junit: JunitOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Restore YOUR latest backup ([restore_test]) into a fresh environment, check it, measure RTO and RPO."""
+    """Restore YOUR latest backup (the restore_test section) into a fresh environment, check it, measure RTO and RPO."""
+    try:
+        _restore_test(config, results, backup, target_time, keep, junit, as_json)
+    except HarnessError as exc:
+        _emit_error("restore-test", exc, as_json, junit)
+        raise
+
+
+def _restore_test(config, results, backup, target_time, keep, junit, as_json) -> None:
     from datetime import datetime
 
     from harness import interrupt
     from harness.cleanup import cleanup_all
     from harness.drill.restore_test import RestoreTestRunner
-    from harness.inputs import check_writable_dir
+    from harness.inputs import check_output_file, check_writable_dir
 
+    if junit is not None:
+        check_output_file(junit, "--junit")
     cfg = load_config(config)
     when = None
     if target_time is not None:
@@ -686,12 +698,13 @@ def restore_test(
             outcome = RestoreTestRunner(cfg, results_dir.resolve(), progress=progress, keep=keep or None,
                                         backup=backup, target_time=when).run()
         except interrupt.Interrupted as exc:  # the fresh environment torn down; recorded as aborted
-            if exc.outcome is not None:
-                _print_outcomes([exc.outcome])
+            if exc.outcome is None:
+                raise
+            _finish("restore-test", [exc.outcome], [], as_json, junit, code=interrupt.exit_code(exc.signum))
             console.print(f"chaosdrill: restore test interrupted by {signal.Signals(exc.signum).name}; the restored "
                           "environment was torn down", highlight=False)
             raise typer.Exit(interrupt.exit_code(exc.signum)) from None
-    _print_outcomes([outcome])
+    exit_code = _finish("restore-test", [outcome], [], as_json, junit, code=None if outcome.verdict.value == "passed" else 3)
     for c in outcome.checks:
         mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
         console.print(f"  {mark} {redact(c['name'])}: {redact(c['detail'])}", highlight=False, soft_wrap=True)
@@ -700,10 +713,10 @@ def restore_test(
     if outcome.error:
         console.print(f"[red]chaosdrill: restore test failed:[/] {redact(outcome.error)}", highlight=False, soft_wrap=True)
     if outcome.kept:
-        out.print(f"restored environment {outcome.env_id} kept running; stop it with: chaosdrill env down "
-                  f"{outcome.env_id}", soft_wrap=True)
-    if outcome.verdict.value != "passed":
-        raise typer.Exit(3)
+        (console if as_json else out).print(f"restored environment {outcome.env_id} kept running; stop it with: "
+                                            f"chaosdrill env down {outcome.env_id}", soft_wrap=True)
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 @app.command()

@@ -2,8 +2,9 @@
 schema offline (check-jsonschema's vendored GitHub workflow and GitLab CI schemas), and the GitHub
 workflow's own drill and verdict steps run here, as a runner would run them, against the embedded
 environment: a real db_outage run, its summary.json valid, its JUnit file parsed, the job's pass or
-fail following chaosdrill's exit code. (The weekly evidence step is not run here: it only calls
-`chaosdrill evidence`, which its own tests cover.)"""
+fail following chaosdrill's exit code; the monthly restore-test step against a pgBackRest repository
+made here. (The weekly evidence step is not run here: it only calls `chaosdrill evidence`, which its
+own tests cover.)"""
 
 from __future__ import annotations
 
@@ -58,7 +59,44 @@ def test_workflow_steps_run_a_drill_and_fail_the_job_on_its_exit_code(tmp_path) 
     assert all((Path(r["run_dir"]) / "report.html").is_file() for r in summary["runs"])
 
     verdict = step("Fail on a missed target, an abort or a regression")["run"]
-    for exit_code, job_fails in ((code, code != "0"), ("0", False), ("3", True), ("6", True), ("7", True)):
-        script = verdict.replace("${{ steps.drill.outputs.exit_code }}", exit_code)
+    for exit_code, restore, job_fails in ((code, "", code != "0"), ("0", "", False), ("3", "", True), ("6", "", True),
+                                          ("7", "", True), ("0", "0", False), ("0", "3", True), ("0", "4", True)):
+        script = (verdict.replace("${{ steps.drill.outputs.exit_code }}", exit_code)
+                  .replace("${{ steps.restore.outputs.exit_code }}", restore))  # "": the monthly step was skipped
         job = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, timeout=30)
-        assert (job.returncode != 0) == job_fails, (exit_code, job.stdout)
+        assert (job.returncode != 0) == job_fails, (exit_code, restore, job.stdout)
+
+
+def test_workflow_restore_test_step_runs_a_restore_test_of_a_configured_repository(tmp_path) -> None:
+    """The monthly step: with a [restore_test] source it restore-tests it (a repository made with plain
+    pgbackrest commands), each check a JUnit testcase; without one it skips and records exit 0."""
+    from harness.config import parse_config
+    from harness.drill.demo import demo_pgbackrest
+
+    output = tmp_path / "github_output"
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "RESULTS": "chaosdrill-results",
+                        "CHAOSDRILL_CONFIG": "chaosdrill.toml", "GITHUB_OUTPUT": str(output), "COLUMNS": "200"}
+    script = step("Restore test of your backups (monthly)")["run"]
+    (tmp_path / "chaosdrill-results").mkdir()
+    (tmp_path / "chaosdrill.toml").write_text(QUICK)
+    skipped = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert skipped.returncode == 0 and "restore test skipped" in skipped.stdout, skipped.stdout + skipped.stderr
+    assert output.read_text().split() == ["exit_code=0"]
+
+    with demo_pgbackrest(parse_config({}, "t").environment.local, rows=500) as source:
+        (tmp_path / "chaosdrill.toml").write_text(
+            f'[targets]\nrto = "300s"\nrpo = "1h"\n[restore_test.pgbackrest]\npath = "{source.path}"\n'
+            f'stanza = "{source.stanza}"\n')
+        output.write_text("")
+        ran = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    code = dict(line.split("=", 1) for line in output.read_text().split())["exit_code"]
+    results = tmp_path / "chaosdrill-results"
+    summary = json.loads((results / "restore-test.json").read_text())
+    jsonschema.validate(summary, SUMMARY_SCHEMA)
+    assert code == "0" == str(summary["exit_code"]), summary
+    [suite] = list(JUnitXml.fromfile(str(results / "restore-test.xml")))
+    names = {c.name for c in suite}
+    assert "check: WAL replay ended where the archive ends" in names and any("pg_amcheck" in n for n in names)

@@ -87,6 +87,43 @@ def test_bad_input_is_one_line_and_nothing_runs(user_cluster, tmp_path):
     assert {r["id"] for r in load_state()} <= before
 
 
+def test_json_and_junit_for_ci(user_cluster, tmp_path):
+    """`--json` (stdout, against its schema) and `--junit`: every named check is a test result, a
+    failed one a <failure> with its detail; bad input is the error document with exit 2."""
+    import json
+
+    import jsonschema
+    from junitparser import Failure, JUnitXml
+
+    from harness.ci_output import SUMMARY_SCHEMA
+
+    junit = tmp_path / "junit.xml"
+    toml = (f'[targets]\nrto = "300s"\nrpo = "1h"\n[restore_test]\namcheck = false\n'
+            f'[[restore_test.checks]]\nname = "exactly one order"\ndatabase = "shop"\n'
+            f'sql = "select count(*) from orders"\nexpect = "= 1"\n'
+            f'[restore_test.pgbackrest]\npath = "{user_cluster.repo}"\nstanza = "main"\n')
+    proc = cli(tmp_path, toml, "--json", "--junit", str(junit))
+    assert proc.returncode == 3, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, SUMMARY_SCHEMA)
+    [run] = doc["runs"]
+    assert doc["command"] == "restore-test" and run["scenario"] == "restore_test" and run["verdict"] == "failed"
+    checks = {c["name"]: c for c in run["checks"]}
+    assert checks["SQL: exactly one order"]["passed"] is False and "expected = 1" in checks["SQL: exactly one order"]["detail"]
+    assert checks["server starts and reaches consistency"]["passed"] is True
+    [suite] = list(JUnitXml.fromfile(str(junit)))
+    cases = {c.name: c for c in suite}
+    assert set(cases) >= {f"check: {n}" for n in checks}
+    [failure] = [r for r in cases["check: SQL: exactly one order"].result if isinstance(r, Failure)]
+    assert "expected = 1" in failure.message
+    assert not cases["check: server starts and reaches consistency"].result  # passed
+
+    bad = cli(tmp_path, f'[restore_test.pgbackrest]\npath = "{user_cluster.repo}"\nstanza = "nope"\n', "--json")
+    err = json.loads(bad.stdout)
+    jsonschema.validate(err, SUMMARY_SCHEMA)
+    assert bad.returncode == 2 and err["exit_code"] == 2 and "stanza 'nope'" in err["error"] and not err["runs"]
+
+
 def test_unreadable_repository_is_one_line(user_cluster, tmp_path):
     user_cluster.repo.chmod(0o000)  # the postgres OS user (pgBackRest) can no longer read it
     try:
