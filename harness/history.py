@@ -247,12 +247,13 @@ def outcome_of(verdict: str, objectives: list[dict[str, Any]], status: str | Non
     return "inconclusive"
 
 
-def _reason(outcome: str, objectives: list[dict[str, Any]], m: dict[str, Any], notes: list[str]) -> str:
+def _reason(outcome: str, objectives: list[dict[str, Any]], m: dict[str, Any], notes: list[str],
+            what: str = "drill") -> str:
     if outcome == "passed":
         return ""
     parts = []
     if outcome == "aborted" and m.get("status"):
-        parts.append(f"drill {_text(m.get('status'), 40)}" + (f": {_text(m.get('error'))}" if m.get("error") else ""))
+        parts.append(f"{what} {_text(m.get('status'), 40)}" + (f": {_text(m.get('error'))}" if m.get("error") else ""))
     elif outcome == "aborted":
         parts.append("aborted: a stop condition or a signal ended the fault early")
     for o in objectives:
@@ -301,7 +302,8 @@ def summarize(data: Any, rel_path: str) -> RunSummary:
         started_at=parse_time(data["started_at"]).isoformat(),
         finished_at=parse_time(finished).isoformat() if parse_time(finished) else None,
         verdict=data["verdict"], outcome=outcome, reason=("regressed against its baseline; " if data["verdict"] == "regressed" else "")
-        + _failed_checks(rt) + _reason(outcome, objectives, rt if rt is not None else m, notes),
+        + _failed_checks(rt) + (_reason(outcome, objectives, rt, notes, "restore test") if rt is not None
+                                else _reason(outcome, objectives, m, notes)),
         headline=_headline(m, objectives), objectives=objectives, versions=_versions(data), path=rel_path,
         schema_version=version, notes=notes,
         drill=_restore_test_detail(rt, data) if rt is not None else _drill_detail(m, data) if is_drill else None,

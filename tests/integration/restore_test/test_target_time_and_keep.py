@@ -103,6 +103,11 @@ def test_sigterm_mid_restore_tears_down_even_with_keep_and_records_aborted(scrat
         assert result["verdict"] == "aborted" and result["status"] == "aborted"
         assert result["abort"]["signal"] == "SIGTERM" and result["environment"]["kept"] is False
         assert result["measurements"]["restore_test"]["status"] == "aborted"
+        from harness.history import load_history
+
+        [aborted] = load_history(tmp_path / "results").runs  # history and evidence: an aborted restore test
+        assert (aborted.kind, aborted.outcome) == ("restore test", "aborted")
+        assert aborted.reason.startswith("restore test aborted"), aborted.reason
         assert [r["id"] for r in load_state() if r["id"] not in before] == [], "nothing kept"
         assert cleanup_all() == []
     finally:
