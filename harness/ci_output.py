@@ -17,6 +17,7 @@ instead of the terminal.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -51,7 +52,7 @@ def run_dict(outcome: Any) -> dict[str, Any]:
             "case": getattr(outcome, "case", None), "verdict": outcome.verdict.value,
             "status": getattr(status, "value", status) or "completed",
             "run_dir": str(outcome.run_dir), "report": str(outcome.report) if outcome.report else None,
-            "abort": getattr(outcome, "abort", None),
+            "abort": getattr(outcome, "abort", None), "error": getattr(outcome, "error", None),
             "objectives": [objective_dict(o) for o in outcome.objectives],
             **({"checks": [{"name": c["name"], "passed": c["passed"], "detail": c.get("detail", ""),
                             "objects": list(c.get("objects") or [])[:20]} for c in outcome.checks]}
@@ -127,8 +128,11 @@ def junit_xml(doc: dict[str, Any]) -> str:
             text = _failure_text(obj)
             _case(suite, classname, obj["name"], passed, ("not measured: " + text) if passed is None else text)
         for check in run.get("checks") or []:  # a restore test: each named check is a test result too
-            text = "; ".join([check["detail"], *check["objects"][:10]]) if check["detail"] else check["name"]
+            text = "; ".join(x for x in [check["detail"], *check["objects"][:10]] if x) or check["name"]
             _case(suite, classname, f"check: {check['name']}", check["passed"], text, kind="check failed")
+        if run.get("error"):  # the run stopped on an error (a timeout, a missing tool): a CI error of its own
+            case = ET.SubElement(suite, "testcase", classname=classname, name="run error", time="0.000")
+            ET.SubElement(case, "error", message=run["error"], type="run error").text = run["error"]
         if not run["objectives"]:
             _case(suite, classname, "objectives", None, "not measured: the run judged no objective")
         _finish_suite(suite)
@@ -156,7 +160,19 @@ def junit_xml(doc: dict[str, Any]) -> str:
         ET.SubElement(case, "error", message=doc["error"], type=doc["status"]).text = doc["error"]
         _finish_suite(suite)
     ET.indent(root)
-    return redact.redact('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n")
+    return redact.redact('<?xml version="1.0" encoding="UTF-8"?>\n' + xml_safe(ET.tostring(root, encoding="unicode"))
+                         + "\n")
+
+
+# characters XML 1.0 forbids anywhere (ElementTree writes them as they are, making the file unparsable)
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """Spell each XML-illegal character (a control byte in a Redis key or file name a check names) as
+    `\\xNN`, so the report stays parsable and still says which object it was."""
+    return _XML_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                            else f"\\u{ord(m.group()):04x}", text)
 
 
 def abort_text(a: dict[str, Any]) -> str:
@@ -227,6 +243,7 @@ SUMMARY_SCHEMA: dict[str, Any] = {
                            "verdict": {"enum": ["passed", "failed", "inconclusive", "aborted", "regressed"]},
                            "status": {"type": "string"}, "run_dir": {"type": "string"},
                            "report": {"type": ["string", "null"]}, "abort": _ABORT,
+                           "error": {"type": ["string", "null"]},
                            "objectives": {"type": "array", "items": _OBJECTIVE},
                            "checks": {"type": "array", "items": _CHECK}}}},
         "series": {"type": "array", "items": {

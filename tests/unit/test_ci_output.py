@@ -98,3 +98,43 @@ def test_no_objectives_is_not_a_pass(verdict) -> None:
     xml = JUnitXml.fromstring(junit_xml(doc_of(outcome(verdict, objectives=[]))))
     case = list(list(xml)[0])[-1]
     assert not case.is_passed
+
+
+def restore_outcome(checks: list[dict], error: str | None = None):
+    """A restore test's outcome as the CLI hands it over: objectives, named checks, and its error if any."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(run_id="20261204T100000Z-restore_test-abc123", run_dir=Path("/r/rt"), report=None,
+                           verdict=Verdict.FAILED, status="failed", objectives=OBJECTIVES[:1], checks=checks,
+                           error=error)
+
+
+def test_check_objects_with_control_characters_still_give_parsable_junit() -> None:
+    """A Redis key or file name may hold any byte; XML 1.0 forbids most control characters."""
+    key = "session:\x01\x1b[0m\x7f\ufffe"
+    checks = [{"name": "Redis keys match the manifest", "passed": False, "detail": "", "objects": [key]},
+              {"name": f"file {key} matches", "passed": True, "detail": f"sha256 of {key}", "objects": []}]
+    doc = json.loads(dumps_summary(summary("restore-test", 3, [restore_outcome(checks)])))
+    jsonschema.validate(doc, SUMMARY_SCHEMA)
+    text = junit_xml(doc)
+    xml = JUnitXml.fromstring(text)  # raised "not well-formed (invalid token)" before
+    cases = {c.name: c for suite in xml for c in suite}
+    failed = cases["check: Redis keys match the manifest"]
+    assert isinstance(failed.result[0], Failure)
+    assert failed.result[0].message == "session:\\x01\\x1b[0m\x7f\\ufffe"  # an empty detail still names the object
+    assert "check: file session:\\x01\\x1b[0m\x7f\\ufffe matches" in cases
+
+
+def test_a_restore_test_error_is_in_the_json_and_a_junit_error() -> None:
+    """A statement timeout or a missing pg_amcheck with no failing check must still fail CI visibly."""
+    checks = [{"name": "server starts and reaches consistency", "passed": True, "detail": "ok", "objects": []}]
+    doc = json.loads(dumps_summary(summary("restore-test", 4, [restore_outcome(checks, "pg_amcheck not found")])))
+    jsonschema.validate(doc, SUMMARY_SCHEMA)
+    assert doc["runs"][0]["error"] == "pg_amcheck not found"
+    suite = next(iter(JUnitXml.fromstring(junit_xml(doc))))
+    assert suite.errors == 1
+    case = next(c for c in suite if c.name == "run error")
+    assert case.result[0].message == "pg_amcheck not found" and case.result[0]._tag == "error"
+    passing = json.loads(dumps_summary(summary("run", 0, [outcome(Verdict.PASSED)])))
+    assert passing["runs"][0]["error"] is None
+    assert all(c.name != "run error" for s in JUnitXml.fromstring(junit_xml(passing)) for c in s)
