@@ -11,8 +11,10 @@ user's SQL assertions in the restore test (restore_test.py).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,16 +41,30 @@ def amcheck(tool: list[str], port: int, *, heapallindexed: bool = False, jobs: i
     args = [*tool, "-h", LOOPBACK, "-p", str(port), "-U", "postgres", "--all", "--install-missing", "--jobs", str(jobs)]
     if heapallindexed:
         args.append("--heapallindexed")
+    t0 = time.monotonic()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    took = time.monotonic() - t0
     text = (proc.stdout or "") + (proc.stderr or "")
     objects = sorted({m.group(0) for ln in text.splitlines() if (m := _AMCHECK_OBJECT.match(ln.strip()))})
     ok = proc.returncode == 0
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    facts = {"exit": proc.returncode, "heapallindexed": heapallindexed, "output": text.strip().splitlines()[:40]}
+    facts = {"exit": proc.returncode, "heapallindexed": heapallindexed, "duration_s": round(took, 3),
+             "output": text.strip().splitlines()[:40]}
     check = Check("pg_amcheck: heap and btree of every database" + (" (--heapallindexed)" if heapallindexed else ""),
                   ok, "no corruption found" if ok else f"exit {proc.returncode}: {first}",
                   objects or ([first] if not ok else []))
     return check, facts
+
+
+def amcheck_missing(tool: Path, port: int) -> str | None:
+    """Why pg_amcheck could not run on a copy served by these binaries, asked of a running server of the
+    same installation before anything is destroyed: the program, or the amcheck extension (contrib)."""
+    if not tool.is_file():
+        return f"{tool} not found (install the PostgreSQL client package of this major)"
+    with connect(port) as conn:
+        if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'").fetchone() is None:
+            return "the amcheck extension is not installed (PostgreSQL's contrib modules)"
+    return None
 
 
 def data_checksums(port: int) -> str:
@@ -79,17 +95,28 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
         return Check(name, False, f"{root or 'the tree'} was not restored", [str(root or name)],
                      {"files": len(expected), "restored": 0, "root": str(root) if root else None})
     found = {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
-    missing = sorted(set(expected) - set(found))
+    # a symlink the manifest names (sha256sum follows links) counts as the file it points to, if that
+    # file was restored too; one pointing out of the tree would verify the live system, not the backup
+    outside = []
+    for rel in sorted(set(expected) - set(found)):
+        link = root / rel
+        if link.is_symlink():
+            target = link.resolve()
+            if target.is_relative_to(root.resolve()) and target.is_file():
+                found[rel] = target
+            else:
+                outside.append(f"{rel}: symlink to {os.readlink(link)}, not a file in the restored tree")
+    missing = sorted(set(expected) - set(found) - {o.split(": symlink", 1)[0] for o in outside})
     changed = []
     for rel in sorted(set(expected) & set(found)):
         digest, size = sha256_file(found[rel])
         if digest != expected[rel] or (sizes is not None and size != sizes.get(rel)):
             changed.append(rel)
     unexpected = sorted(set(found) - set(expected))
-    passed = not missing and not changed and not (extras_fail and unexpected)
+    passed = not missing and not changed and not outside and not (extras_fail and unexpected)
     detail = (f"{len(expected)} in the manifest, {len(found)} restored; {len(missing)} missing, {len(changed)} changed, "
-              f"{len(unexpected)} not in the manifest")
-    objects = ([f"{k}: missing" for k in missing[:20]] + [f"{k}: SHA-256 differs" for k in changed[:20]]
+              f"{len(unexpected)} not in the manifest" + (f", {len(outside)} linked out of the tree" if outside else ""))
+    objects = ([f"{k}: missing" for k in missing[:20]] + outside[:20] + [f"{k}: SHA-256 differs" for k in changed[:20]]
                + ([f"{k}: not in the manifest" for k in unexpected[:20]] if extras_fail else []))
     data = {"files": len(expected), "restored": len(found), "missing": missing[:20], "changed": changed[:20],
             "unexpected": unexpected[:20], "root": str(root)}

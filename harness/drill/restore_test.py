@@ -87,7 +87,12 @@ ORDER BY 1, 2"""
 # measured on 2 cores, pgbench -s 70 (5 rounds, medians): 0.56 s as configured by default, 0.47 s
 # without JIT, 0.40 s without JIT and with 1 parallel worker (leader + 1 = the 2 cores), 0.66 s
 # with none.
-COUNT_SESSION = (f"SET jit = off; SET max_parallel_workers_per_gather = {max(1, (os.cpu_count() or 2) - 1)}")
+def count_session(server_version: int) -> str:
+    """The counting session's settings; `jit` exists from PostgreSQL 11 on (a 10 refuses the SET)."""
+    workers = f"SET max_parallel_workers_per_gather = {max(1, (os.cpu_count() or 2) - 1)}"
+    return f"SET jit = off; {workers}" if server_version >= 110000 else workers
+
+
 _REDO_DONE = re.compile(r"redo done at ([0-9A-F]+/[0-9A-F]+)")
 _LAST_TX = re.compile(r"last completed transaction was at log time (\S+ \S+)")
 _STOPPING = re.compile(r"recovery stopping (before|after) .*time (\S+ \S+)")
@@ -564,7 +569,7 @@ class RestoreTestRunner:
         def count(item):
             db, schema, table, size = item
             with self._connect(env, db) as conn:
-                conn.execute(COUNT_SESSION)
+                conn.execute(count_session(conn.info.server_version))
                 rows = conn.execute(pgsql.SQL("SELECT count(*) FROM {}.{}").format(
                     pgsql.Identifier(schema), pgsql.Identifier(table))).fetchone()[0]
             return f"{db}.{schema}.{table}", {"rows": rows, "bytes": size}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from harness.config import parse_config
-from harness.drill.restore_test import compare_tables, expectation_met
+from harness.drill.restore_test import compare_tables, count_session, expectation_met
 from harness.drill.sources import MajorVersionMissing, installed_majors, resolve_bindir, wal_segment_of
 from harness.errors import ConfigError
 from harness.measure import RT_DECLARED, RT_NEWEST, RT_READY, judge_restore_test, measure_restore_test
@@ -163,3 +163,37 @@ def test_one_tree_check_for_drill_and_restore_test(tmp_path):
 
     gone = tree_check("files", tmp_path / "never-restored", sha)
     assert not gone.passed and "was not restored" in gone.detail
+
+
+def test_the_counting_session_sets_jit_only_where_it_exists() -> None:
+    """PostgreSQL 10 has no `jit` setting and refuses `SET jit`: a restore of a 10 backup must still count."""
+    assert "jit" not in count_session(100022)
+    assert "max_parallel_workers_per_gather" in count_session(100022)
+    assert count_session(110000).startswith("SET jit = off; ") and "jit" in count_session(150010)
+
+
+def test_tree_check_follows_a_listed_symlink_only_inside_the_restored_tree(tmp_path):
+    """`sha256sum` follows links, and the restore keeps them: a listed link to a restored file is that
+    file; a link out of the tree (to the live system) is named, never hashed as if it were the backup."""
+    import hashlib
+
+    from harness.drill.checks import tree_check
+
+    root = tmp_path / "tree"
+    (root / "conf").mkdir(parents=True)
+    (root / "conf" / "app.yml").write_text("port: 1\n")
+    (root / "current.yml").symlink_to("conf/app.yml")
+    live = tmp_path / "live.yml"
+    live.write_text("secret: live\n")
+    (root / "live.yml").symlink_to(live)
+    digest = {p: hashlib.sha256(b).hexdigest() for p, b in
+              (("conf/app.yml", b"port: 1\n"), ("current.yml", b"port: 1\n"), ("live.yml", b"secret: live\n"))}
+
+    inside = tree_check("files", root, {k: digest[k] for k in ("conf/app.yml", "current.yml")})
+    assert inside.passed, inside.objects
+    out = tree_check("files", root, digest)
+    assert not out.passed and out.objects == [f"live.yml: symlink to {live}, not a file in the restored tree"]
+    assert "1 linked out of the tree" in out.detail and out.data["missing"] == []
+    (root / "conf" / "app.yml").write_text("port: 2\n")
+    changed = tree_check("files", root, {k: digest[k] for k in ("conf/app.yml", "current.yml")})
+    assert changed.objects == ["conf/app.yml: SHA-256 differs", "current.yml: SHA-256 differs"]
