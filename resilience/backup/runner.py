@@ -11,7 +11,7 @@ import os
 import pwd
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from resilience.backup.errors import BackupError, ToolMissing
@@ -54,18 +54,28 @@ def pg_bindir() -> Path:
                       "install postgresql-15 or set CHAOSDRILL_PG_BINDIR")
 
 
-def die_with_parent() -> None:
-    """`preexec_fn` for a helper that must not outlive its caller (a throwaway server read once): the
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` for a helper that must not outlive its caller (a throwaway server read once): the
     kernel SIGKILLs it when the thread that spawned it dies, a SIGKILL of the harness included, which
-    no `finally` survives. Linux prctl(PR_SET_PDEATHSIG); elsewhere a no-op. Never for a server that
-    must stay up after the run (a kept environment)."""
+    no `finally` survives (Linux prctl(PR_SET_PDEATHSIG); None elsewhere). The spawning thread must
+    live as long as the helper. prctl is looked up here, in the parent: the child runs no loader code
+    between fork and exec. A parent that died before the child's prctl is caught by the ppid check.
+    Never for a server that must stay up after the run (a kept environment)."""
     import ctypes
     import signal
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        if os.getppid() != parent:  # the parent was gone before the death signal was armed
+            os._exit(1)
+
+    return preexec
 
 
 def which(tool: str, hint: str) -> str:

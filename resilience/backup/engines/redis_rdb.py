@@ -325,7 +325,7 @@ class RedisRdbEngine:
                 "--daemonize", "no", "--save", "", "--appendonly", "no", "--logfile", str(target / "redis.log")]
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=die_with_parent_fn if die_with_parent else None)
+                                preexec_fn=die_with_parent_fn() if die_with_parent else None)
         r = _client(LOOPBACK, port, timeout=1)
         deadline = time.monotonic() + timeout
         try:
