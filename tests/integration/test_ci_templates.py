@@ -83,11 +83,17 @@ def test_workflow_restore_test_step_runs_a_restore_test_of_a_configured_reposito
                              timeout=60)
     assert skipped.returncode == 0 and "restore test skipped" in skipped.stdout, skipped.stdout + skipped.stderr
     assert output.read_text().split() == ["exit_code=0"]
+    (tmp_path / "chaosdrill.toml").write_text(QUICK + "\n[restore_test]\namcheck = false\n")  # settings, no source
+    output.write_text("")
+    no_source = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=60)
+    assert "restore test skipped" in no_source.stdout and output.read_text().split() == ["exit_code=0"]
 
     with demo_pgbackrest(parse_config({}, "t").environment.local, rows=500) as source:
+        # dotted keys, no [restore_test…] header: a grep for one would have skipped this source
         (tmp_path / "chaosdrill.toml").write_text(
-            f'[targets]\nrto = "300s"\nrpo = "1h"\n[restore_test.pgbackrest]\npath = "{source.path}"\n'
-            f'stanza = "{source.stanza}"\n')
+            f'restore_test.pgbackrest.path = "{source.path}"\nrestore_test.pgbackrest.stanza = "{source.stanza}"\n'
+            '[targets]\nrto = "300s"\nrpo = "1h"\n')
         output.write_text("")
         ran = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=300)
@@ -100,3 +106,32 @@ def test_workflow_restore_test_step_runs_a_restore_test_of_a_configured_reposito
     [suite] = list(JUnitXml.fromfile(str(results / "restore-test.xml")))
     names = {c.name for c in suite}
     assert "check: WAL replay ended where the archive ends" in names and any("pg_amcheck" in n for n in names)
+
+
+@pytest.mark.parametrize(("config", "runs"), [
+    (None, False), ('[run]\nresults_dir = "r"\n', False), ("[restore_test]\namcheck = false\n", False),
+    ('[restore_test.pg_dump]\npath = "/backups/*.dump"\ndatabase = "shop"\n', True),
+    ('restore_test.files = [{path = "/srv/files"}]\n', True),
+    ("[restore_test\nbroken", True)])  # unreadable TOML runs: chaosdrill names the error in one line
+def test_gitlab_restore_test_runs_only_with_a_source(tmp_path, config, runs) -> None:
+    """The GitLab job's RESTORE_TEST=1 part decides from the parsed TOML, not a grep; a stub
+    `chaosdrill` records whether it was called, and the job's last line fails on its exit code."""
+    script = next(s for s in yaml.safe_load(GITLAB.read_text())["chaos-drill"]["script"] if "has_source()" in s)
+    if config is not None:
+        (tmp_path / "chaosdrill.toml").write_text(config)
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (tmp_path / "r").mkdir()  # the job's first line makes $RESULTS
+    (stub / "chaosdrill").write_text("#!/bin/sh\necho called >> \"$STUB_LOG\"\nexit 3\n")
+    (stub / "chaosdrill").chmod(0o755)
+    env = os.environ | {"PATH": f"{stub}:{BIN}:{os.environ['PATH']}", "RESULTS": "r", "RESTORE_TEST": "1",
+                        "CHAOSDRILL_CONFIG": "chaosdrill.toml", "STUB_LOG": str(tmp_path / "calls"), "config": ""}
+    job = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script + '\necho "rcode=$rcode"'], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert job.returncode == 0, job.stderr
+    assert (tmp_path / "calls").exists() is runs
+    assert f"rcode={3 if runs else 0}" in job.stdout
+    verdict = yaml.safe_load(GITLAB.read_text())["chaos-drill"]["script"][-1]
+    for code, rcode, fails in (("0", "0", False), ("3", "0", True), ("0", "3", True)):
+        last = subprocess.run(["bash", "-e", "-c", f"code={code}; rcode={rcode}; {verdict}"], timeout=30)
+        assert (last.returncode != 0) is fails
