@@ -38,6 +38,7 @@ from harness.canary import CanaryWriter
 from harness.config import Config, DrillRepositoryConfig
 from harness.drill.checks import (
     amcheck,
+    amcheck_missing,
     as_entry,
     checksum_failures,
     data_checksums,
@@ -481,6 +482,9 @@ class DrillRunner:
             self.hooks.after_fresh(st.fresh)
         if st.fresh.base == st.source.base or st.fresh.postgres.port == st.source.postgres.port:
             raise DrillRefused("the fresh environment shares a directory or port with the source")
+        if self.config.drill.amcheck and (why := amcheck_missing(st.fresh.postgres.bindir / "pg_amcheck",
+                                                                   st.source.postgres.port)):
+            raise DrillRefused(f"pg_amcheck cannot check the restored copy: {why}; or set [drill] amcheck = false")
         for target in (st.fresh.postgres.data, st.fresh.redis.base):
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
                 raise DrillRefused(f"restore target {target} is not empty; restores only go into new directories")
@@ -593,7 +597,8 @@ class DrillRunner:
         port = fresh.postgres.port
         out = [server_recovered(port, fresh.postgres.version())]
         if self.config.drill.amcheck:
-            check, _ = amcheck(fresh.postgres.tool("pg_amcheck"), port)
+            check, facts = amcheck(fresh.postgres.tool("pg_amcheck"), port)
+            check.data.update(facts)  # exit code, duration (part of the verify stage's time) and its output
             out.append(check)
         if data_checksums(port) == "on":
             out.append(checksum_failures(port))

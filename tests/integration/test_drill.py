@@ -100,6 +100,7 @@ def test_drill_end_to_end_rpo_within_archive_timeout(tmp_path):
     assert checks["server starts and reaches consistency"]["passed"]
     amcheck = checks["pg_amcheck: heap and btree of every database"]
     assert amcheck["passed"] and amcheck["detail"] == "no corruption found"
+    assert amcheck["exit"] == 0 and 0 < amcheck["duration_s"] < m.steps["verify"]  # its facts are kept
     # files and configuration are parts of the set too, restored into the fresh environment
     assert set(used["parts"]) == {"postgres", "redis", "files:uploads", "config"}
     uploads = checks["files:uploads equal the backup's SHA-256 manifest"]
@@ -169,6 +170,29 @@ def test_non_empty_restore_target_is_refused_and_the_source_untouched(tmp_path):
             hooks=DrillHooks(after_fresh=clutter)).run()
     assert "\n" not in str(err.value)
     assert seen == {"running": True, "orders": 20}
+    assert not any("DISASTER" in m for m in messages)
+    assert not leftover_envs(before)
+
+
+def test_a_missing_pg_amcheck_refuses_the_drill_before_the_disaster(tmp_path):
+    """`[drill] amcheck` on, and the binaries the restored copy would run with have no pg_amcheck: one
+    line in the preflight, while the source still runs, instead of a failed check after the disaster."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+
+    def without_amcheck(fresh):
+        for tool in fresh.postgres.bindir.iterdir():
+            if tool.name != "pg_amcheck":
+                (bindir / tool.name).symlink_to(tool)
+        fresh.postgres.bindir = bindir
+
+    before = {r["id"] for r in load_state()}
+    messages = []
+    with pytest.raises(DrillRefused, match=r"pg_amcheck cannot check the restored copy: .*pg_amcheck not found.*"
+                                           r"\[drill\] amcheck = false") as err:
+        DrillRunner(config(tmp_path, load=False), tmp_path / "results", plan=short_plan(), progress=messages.append,
+                    hooks=DrillHooks(after_fresh=without_amcheck)).run()
+    assert "\n" not in str(err.value)
     assert not any("DISASTER" in m for m in messages)
     assert not leftover_envs(before)
 
