@@ -401,13 +401,14 @@ class RestoreTestRunner:
                     checks.append(Check("server starts and reaches consistency", False,
                                         f"{one_line(exc)}; {self._log_tail(env)}", [self._log_tail(env)]))
                     raise
-                facts["versions"] = {"postgres": env.postgres.version()}
                 if physical:
                     self._read_newest(pg, env, facts, tl)  # before any check commits a transaction of its own
                 d["port"] = env.postgres.port
             if not physical:
                 copy_rest(d)
             facts["redis_servers"] = self._start_redis(redis_sources, env)
+        if pg is not None:  # bookkeeping, not recovery: outside the timed stages
+            facts["versions"] = {"postgres": env.postgres.version()}
         if pg is not None and not physical:
             with stages.stage("restore") as d:
                 self.progress(f"pg_restore {pg.path} into database {pg.database}")
