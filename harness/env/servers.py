@@ -23,7 +23,7 @@ import psutil
 from harness.crashpoints import crash_point
 from harness.env.child import ChildProcess
 from harness.env.ports import LOOPBACK, free_port, port_in_use, wait_for_port
-from harness.env.procs import MARKER_ENV, child_env, kill_tree, wait_gone, wait_until
+from harness.env.procs import MARKER_ENV, child_env, kill_tree, wait_gone
 from harness.errors import EnvironmentStartError
 from harness.scope import RestartRecipe
 
