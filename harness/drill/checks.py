@@ -43,15 +43,15 @@ def amcheck(tool: list[str], port: int, *, heapallindexed: bool = False, jobs: i
         args.append("--heapallindexed")
     t0 = time.monotonic()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    took = time.monotonic() - t0
+    took = round(time.monotonic() - t0, 3)  # one value for the detail and the facts
     text = (proc.stdout or "") + (proc.stderr or "")
     objects = sorted({m.group(0) for ln in text.splitlines() if (m := _AMCHECK_OBJECT.match(ln.strip()))})
     ok = proc.returncode == 0
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    facts = {"exit": proc.returncode, "heapallindexed": heapallindexed, "duration_s": round(took, 3),
+    facts = {"exit": proc.returncode, "heapallindexed": heapallindexed, "duration_s": took,
              "output": text.strip().splitlines()[:40]}
     check = Check("pg_amcheck: heap and btree of every database" + (" (--heapallindexed)" if heapallindexed else ""),
-                  ok, "no corruption found" if ok else f"exit {proc.returncode}: {first}",
+                  ok, f"no corruption found ({took:.2f} s)" if ok else f"exit {proc.returncode}: {first}",
                   objects or ([first] if not ok else []))
     return check, facts
 
