@@ -11,7 +11,6 @@ user's SQL assertions in the restore test (restore_test.py).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -95,18 +94,25 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
         return Check(name, False, f"{root or 'the tree'} was not restored", [str(root or name)],
                      {"files": len(expected), "restored": 0, "root": str(root) if root else None})
     found = {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
-    # a symlink the manifest names (sha256sum follows links) counts as the file it points to, if that
-    # file was restored too; one pointing out of the tree would verify the live system, not the backup
-    outside = []
+    # a path the manifest names that is reached through a symlink (the file or a directory above it;
+    # sha256sum follows links) counts as the file it leads to, if that file was restored too; one
+    # leading out of the tree (or nowhere, or round in a loop) would verify the live system, not the backup
+    real_root = root.resolve()
+    outside: dict[str, str] = {}
     for rel in sorted(set(expected) - set(found)):
-        link = root / rel
-        if link.is_symlink():
-            target = link.resolve()
-            if target.is_relative_to(root.resolve()) and target.is_file():
-                found[rel] = target
-            else:
-                outside.append(f"{rel}: symlink to {os.readlink(link)}, not a file in the restored tree")
-    missing = sorted(set(expected) - set(found) - {o.split(": symlink", 1)[0] for o in outside})
+        path = root / rel
+        if not (path.is_symlink() or _through_link(root, rel)):
+            continue  # plainly missing
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # dangling, or a loop (3.11 raises RuntimeError)
+            outside[rel] = f"{rel}: symlink that leads nowhere ({type(exc).__name__})"
+            continue
+        if target.is_relative_to(real_root) and target.is_file():
+            found[rel] = target
+        else:
+            outside[rel] = f"{rel}: symlink to {target}, not a file in the restored tree"
+    missing = sorted(set(expected) - set(found) - set(outside))
     changed = []
     for rel in sorted(set(expected) & set(found)):
         digest, size = sha256_file(found[rel])
@@ -116,13 +122,20 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
     passed = not missing and not changed and not outside and not (extras_fail and unexpected)
     detail = (f"{len(expected)} in the manifest, {len(found)} restored; {len(missing)} missing, {len(changed)} changed, "
               f"{len(unexpected)} not in the manifest" + (f", {len(outside)} linked out of the tree" if outside else ""))
-    objects = ([f"{k}: missing" for k in missing[:20]] + outside[:20] + [f"{k}: SHA-256 differs" for k in changed[:20]]
+    objects = ([f"{k}: missing" for k in missing[:20]] + list(outside.values())[:20]
+               + [f"{k}: SHA-256 differs" for k in changed[:20]]
                + ([f"{k}: not in the manifest" for k in unexpected[:20]] if extras_fail else []))
     data = {"files": len(expected), "restored": len(found), "missing": missing[:20], "changed": changed[:20],
-            "unexpected": unexpected[:20], "root": str(root)}
+            "unexpected": unexpected[:20], "root": str(root), **({"linked_out": sorted(outside)[:20]} if outside else {})}
     if sizes is not None:
         data["bytes"] = sum(sizes.values())
     return Check(name, passed, detail, objects, data)
+
+
+def _through_link(root: Path, rel: str) -> bool:
+    """Whether a directory on the way from `root` to `rel` is a symlink (rglob does not descend into one)."""
+    parts = Path(rel).parts[:-1]
+    return any((root.joinpath(*parts[:i + 1])).is_symlink() for i in range(len(parts)))
 
 
 def as_entry(check: Check) -> dict[str, Any]:

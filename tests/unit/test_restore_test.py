@@ -194,6 +194,39 @@ def test_tree_check_follows_a_listed_symlink_only_inside_the_restored_tree(tmp_p
     out = tree_check("files", root, digest)
     assert not out.passed and out.objects == [f"live.yml: symlink to {live}, not a file in the restored tree"]
     assert "1 linked out of the tree" in out.detail and out.data["missing"] == []
+    assert out.data["linked_out"] == ["live.yml"]
     (root / "conf" / "app.yml").write_text("port: 2\n")
     changed = tree_check("files", root, {k: digest[k] for k in ("conf/app.yml", "current.yml")})
     assert changed.objects == ["conf/app.yml: SHA-256 differs", "current.yml: SHA-256 differs"]
+
+
+def test_tree_check_names_looping_dangling_and_directory_links(tmp_path):
+    """A link loop or a dangling link is a named failure, never a traceback; a file under a linked
+    directory counts when the directory is inside the tree, and is named when it leads out."""
+    import hashlib
+
+    from harness.drill.checks import tree_check
+
+    root = tmp_path / "tree"
+    (root / "v3").mkdir(parents=True)
+    (root / "v3" / "a.txt").write_text("a\n")
+    (root / "current").symlink_to("v3")  # a directory link inside the tree
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "b.txt").write_text("b\n")
+    (root / "live").symlink_to(tmp_path / "live")  # a directory link out of the tree
+    (root / "loop1").symlink_to("loop2")
+    (root / "loop2").symlink_to("loop1")
+    (root / "gone").symlink_to("nowhere")
+    (root / "adir.txt").mkdir()  # a directory where the manifest names a file: plainly missing
+    sha = hashlib.sha256(b"a\n").hexdigest()
+    expected = {"v3/a.txt": sha, "current/a.txt": sha, "live/b.txt": hashlib.sha256(b"b\n").hexdigest(),
+                "loop1": sha, "gone": sha, "adir.txt": sha}
+
+    check = tree_check("files", root, expected, extras_fail=False)
+    assert not check.passed
+    assert check.objects[:3] == ["adir.txt: missing", "gone: symlink that leads nowhere (FileNotFoundError)",
+                                 f"live/b.txt: symlink to {tmp_path / 'live' / 'b.txt'}, not a file in the restored tree"]
+    assert check.objects[3].startswith("loop1: symlink that leads nowhere (")  # RuntimeError in 3.11, OSError later
+    assert check.data["linked_out"] == ["gone", "live/b.txt", "loop1"] and check.data["missing"] == ["adir.txt"]
+    assert tree_check("files", root, {k: expected[k] for k in ("v3/a.txt", "current/a.txt")},
+                      extras_fail=False).passed
