@@ -130,7 +130,7 @@ def junit_xml(doc: dict[str, Any]) -> str:
         for check in run.get("checks") or []:  # a restore test: each named check is a test result too
             text = "; ".join(x for x in [check["detail"], *check["objects"][:10]] if x) or check["name"]
             _case(suite, classname, f"check: {check['name']}", check["passed"], text, kind="check failed")
-        if run.get("error"):  # the run stopped on an error (a timeout, a missing tool): a CI error of its own
+        if run.get("error") and not run.get("abort"):  # an error (a timeout, a missing tool), not a stop
             case = ET.SubElement(suite, "testcase", classname=classname, name="run error", time="0.000")
             ET.SubElement(case, "error", message=run["error"], type="run error").text = run["error"]
         if not run["objectives"]:

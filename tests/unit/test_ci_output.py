@@ -135,6 +135,11 @@ def test_a_restore_test_error_is_in_the_json_and_a_junit_error() -> None:
     assert suite.errors == 1
     case = next(c for c in suite if c.name == "run error")
     assert case.result[0].message == "pg_amcheck not found" and case.result[0]._tag == "error"
+    aborted = restore_outcome(checks, "restore test aborted: SIGTERM")
+    aborted.abort, aborted.verdict = {"reason": "SIGTERM", "guard": None}, Verdict.ABORTED
+    stopped = json.loads(dumps_summary(summary("restore-test", 6, [aborted])))
+    names = [c.name for c in next(iter(JUnitXml.fromstring(junit_xml(stopped))))]
+    assert "stop condition" in names and "run error" not in names  # an abort is reported once, as the stop
     passing = json.loads(dumps_summary(summary("run", 0, [outcome(Verdict.PASSED)])))
     assert passing["runs"][0]["error"] is None
     assert all(c.name != "run error" for s in JUnitXml.fromstring(junit_xml(passing)) for c in s)
