@@ -112,7 +112,7 @@ def test_workflow_restore_test_step_runs_a_restore_test_of_a_configured_reposito
     (None, False), ('[run]\nresults_dir = "r"\n', False), ("[restore_test]\namcheck = false\n", False),
     ('[restore_test.pg_dump]\npath = "/backups/*.dump"\ndatabase = "shop"\n', True),
     ('restore_test.files = [{path = "/srv/files"}]\n', True),
-    ("[restore_test\nbroken", True)])  # unreadable TOML runs: chaosdrill names the error in one line
+    ("[restore_test\nbroken", True), ("restore_test = 3\n", True)])  # unreadable TOML runs: chaosdrill names the error in one line
 def test_gitlab_restore_test_runs_only_with_a_source(tmp_path, config, runs) -> None:
     """The GitLab job's RESTORE_TEST=1 part decides from the parsed TOML, not a grep; a stub
     `chaosdrill` records whether it was called, and the job's last line fails on its exit code."""
