@@ -311,6 +311,11 @@ class RestoreTestRunner:
             passed = bool(checks) and all(c.passed for c in checks) and error is None
             if passed:
                 tl.event(RT_READY, SCENARIO)
+            if env is not None and pg is not None:  # bookkeeping, after ready: not billed to RTO
+                try:
+                    facts["versions"] = {"postgres": env.postgres.version()}
+                except (HarnessError, OSError, subprocess.SubprocessError):
+                    pass
             m = measure_restore_test(tl, disaster_wall=disaster, checked=passed if checks or error else None,
                                      backup_end_wall=pg.stop_time() if pg is not None else None)
             objectives = judge_restore_test(m, self.config.targets)
@@ -407,8 +412,6 @@ class RestoreTestRunner:
             if not physical:
                 copy_rest(d)
             facts["redis_servers"] = self._start_redis(redis_sources, env)
-        if pg is not None:  # bookkeeping, not recovery: outside the timed stages
-            facts["versions"] = {"postgres": env.postgres.version()}
         if pg is not None and not physical:
             with stages.stage("restore") as d:
                 self.progress(f"pg_restore {pg.path} into database {pg.database}")

@@ -163,12 +163,16 @@ class PostgresServer:
         while time.monotonic() < deadline:
             try:
                 with psycopg.connect(host=LOOPBACK, port=self.port, user="postgres", dbname="postgres",
-                                     connect_timeout=3, autocommit=True) as conn:
+                                     connect_timeout=3, autocommit=True,
+                                     options="-c statement_timeout=10000") as conn:
                     while time.monotonic() < deadline:
                         if not conn.execute("select pg_is_in_recovery()").fetchone()[0]:
                             return
                         time.sleep(0.01)
             except psycopg.Error:
+                if not self.running():  # recovery hit a FATAL (a missing segment, a bad target): say so now
+                    raise EnvironmentStartError(f"PostgreSQL on port {self.port} stopped during recovery; "
+                                                f"see {self.log}") from None
                 time.sleep(0.05)
         raise EnvironmentStartError(f"PostgreSQL on port {self.port} still in recovery after {timeout:.0f} s; "
                                     f"see {self.log}")

@@ -258,3 +258,12 @@ def test_an_environment_torn_down_from_its_record_no_longer_widens_the_default_a
     teardown_recorded(record)
     allow = known_allow_list()
     assert allow is None or not allow.has_endpoint("127.0.0.1", port)
+
+
+def test_wait_promoted_returns_on_a_primary_and_stops_at_once_for_a_dead_server(pg_server) -> None:
+    """A server that is not in recovery answers at once; one whose postmaster is gone (a FATAL in
+    recovery stops it) is named in one line instead of being polled until the timeout."""
+    pg_server.wait_promoted(timeout=30)
+    pg_server.stop("immediate")
+    with pytest.raises(EnvironmentStartError, match=f"port {pg_server.port} stopped during recovery; see "):
+        pg_server.wait_promoted(timeout=30)
