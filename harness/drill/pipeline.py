@@ -25,13 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from harness.config import IncidentsConfig, LocalEnvConfig
 from harness.env.local import LocalEnvironment
-from harness.env.ports import LOOPBACK
 from harness.env.procs import wait_until  # noqa: F401 - the pipeline's polling, re-exported
-from harness.env.servers import chown_to_pg_user
+from harness.env.servers import chown_to_pg_user, connect  # noqa: F401 - connect re-exported
 from harness.results import RunRecord, write_run
 from harness.timeline import Timeline
 
@@ -130,13 +127,6 @@ def fresh_environment(local: LocalEnvConfig, *, label: str, with_app: bool = Fal
         env.detached = True
         env._record()
     return env
-
-
-def connect(port: int, dbname: str = "postgres", *, timeout_ms: int = 30000,
-            connect_timeout: int = 3) -> psycopg.Connection:
-    """The superuser on a restored (or source) PostgreSQL on loopback: autocommit, a statement timeout."""
-    return psycopg.connect(host=LOOPBACK, port=port, user="postgres", dbname=dbname, connect_timeout=connect_timeout,
-                           autocommit=True, options=f"-c statement_timeout={timeout_ms}")
 
 
 def write_and_render(run_dir: Path, record: RunRecord, tl: Timeline) -> Path | None:

@@ -79,6 +79,15 @@ def _claim_port(port: int | None, what: str) -> int:
     return port
 
 
+def connect(port: int, dbname: str = "postgres", *, timeout_ms: int = 30000, connect_timeout: int = 3):
+    """The superuser on one of our PostgreSQL servers on loopback (a source, a restored copy):
+    autocommit, a statement timeout. psycopg is imported here, not at start-up (the CLI imports this module)."""
+    import psycopg
+
+    return psycopg.connect(host=LOOPBACK, port=port, user="postgres", dbname=dbname, connect_timeout=connect_timeout,
+                           autocommit=True, options=f"-c statement_timeout={timeout_ms}")
+
+
 @dataclass
 class PostgresServer:
     """One PostgreSQL cluster in `base/data`, socket and log in `base`."""
@@ -162,9 +171,7 @@ class PostgresServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                with psycopg.connect(host=LOOPBACK, port=self.port, user="postgres", dbname="postgres",
-                                     connect_timeout=3, autocommit=True,
-                                     options="-c statement_timeout=10000") as conn:
+                with connect(self.port, timeout_ms=10000) as conn:
                     while time.monotonic() < deadline:
                         if not conn.execute("select pg_is_in_recovery()").fetchone()[0]:
                             return
