@@ -101,7 +101,7 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
     outside: dict[str, str] = {}
     for rel in sorted(set(expected) - set(found)):
         path = root / rel
-        if not (path.is_symlink() or _through_link(root, rel)):
+        if not _via_symlink(root, rel):
             continue  # plainly missing
         try:
             target = path.resolve(strict=True)
@@ -132,10 +132,10 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
     return Check(name, passed, detail, objects, data)
 
 
-def _through_link(root: Path, rel: str) -> bool:
-    """Whether a directory on the way from `root` to `rel` is a symlink (rglob does not descend into one)."""
-    parts = Path(rel).parts[:-1]
-    return any((root.joinpath(*parts[:i + 1])).is_symlink() for i in range(len(parts)))
+def _via_symlink(root: Path, rel: str) -> bool:
+    """Whether `rel` or a directory on the way to it is a symlink (rglob descends into none)."""
+    parts = Path(rel).parts
+    return any(root.joinpath(*parts[:i + 1]).is_symlink() for i in range(len(parts)))
 
 
 def as_entry(check: Check) -> dict[str, Any]:

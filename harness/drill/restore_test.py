@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -312,10 +312,8 @@ class RestoreTestRunner:
             if passed:
                 tl.event(RT_READY, SCENARIO)
             if env is not None and pg is not None:  # bookkeeping, after ready: not billed to RTO
-                try:
+                with suppress(HarnessError, OSError, subprocess.SubprocessError):
                     facts["versions"] = {"postgres": env.postgres.version()}
-                except (HarnessError, OSError, subprocess.SubprocessError):
-                    pass
             m = measure_restore_test(tl, disaster_wall=disaster, checked=passed if checks or error else None,
                                      backup_end_wall=pg.stop_time() if pg is not None else None)
             objectives = judge_restore_test(m, self.config.targets)
