@@ -482,12 +482,12 @@ class DrillRunner:
             self.hooks.after_fresh(st.fresh)
         if st.fresh.base == st.source.base or st.fresh.postgres.port == st.source.postgres.port:
             raise DrillRefused("the fresh environment shares a directory or port with the source")
-        if self.config.drill.amcheck and (why := amcheck_missing(st.fresh.postgres.bindir / "pg_amcheck",
-                                                                   st.source.postgres.port)):
-            raise DrillRefused(f"pg_amcheck cannot check the restored copy: {why}; or set [drill] amcheck = false")
         for target in (st.fresh.postgres.data, st.fresh.redis.base):
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
                 raise DrillRefused(f"restore target {target} is not empty; restores only go into new directories")
+        if self.config.drill.amcheck and (why := amcheck_missing(st.fresh.postgres.bindir / "pg_amcheck",
+                                                                   st.source.postgres.port)):
+            raise DrillRefused(f"pg_amcheck cannot check the restored copy: {why}; or set [drill] amcheck = false")
         return {"set": st.chosen.id, "verified_objects": report.objects_checked, "fresh": st.fresh.id}
 
     def _begin_disaster(self, st: _State, message: str) -> int:
