@@ -549,10 +549,21 @@ class RestoreTestRedis(Strict):
 
 
 class RestoreTestFiles(Strict):
-    """A directory or tarball, with an optional manifest in `sha256sum` format ("<hex>  <path>")."""
+    """A directory or tarball, with an optional manifest in `sha256sum` format ("<hex>  <path>").
+    `origin`: the absolute path the tree lived at when it was backed up (default: `path` for a
+    directory), so an absolute symlink into it (`current -> /srv/app/releases/v3`) is checked as the
+    same place in the restored copy, not followed out to the live system."""
 
     path: str = Field(..., min_length=1)
     manifest: str | None = None
+    origin: str | None = None
+
+    @field_validator("origin")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isabs(value):
+            raise ValueError(f"{value!r} is not an absolute path")
+        return value
 
 
 class RestoreTestCheck(Strict):

@@ -11,10 +11,11 @@ user's SQL assertions in the restore test (restore_test.py).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,36 +83,29 @@ def checksum_failures(port: int) -> Check:
 
 
 def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, sizes: Mapping[str, int] | None = None,
-               extras_fail: bool = True) -> Check:
+               extras_fail: bool = True, origins: Sequence[Path] = ()) -> Check:
     """A restored file tree against a manifest (relative path → SHA-256; `sizes` when the manifest has them).
 
     Missing and changed files always fail; files the manifest does not name fail when `extras_fail`
     (a manifest chaosdrill wrote lists every file), else they are counted in the detail only (a
-    user's `sha256sum` file may leave out itself or a README)."""
+    user's `sha256sum` file may leave out itself or a README). `origins`: where the tree lived when
+    it was backed up, so an absolute symlink into it is followed inside the restored copy."""
     from resilience.backup.repository import sha256_file
 
     if root is None or not root.is_dir():
         return Check(name, False, f"{root or 'the tree'} was not restored", [str(root or name)],
                      {"files": len(expected), "restored": 0, "root": str(root) if root else None})
-    found = {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    found = {str(p.relative_to(root)): p for p in restored_files(root)}
     # a path the manifest names that is reached through a symlink (the file or a directory above it;
     # sha256sum follows links) counts as the file it leads to, if that file was restored too; one
     # leading out of the tree (or nowhere, or round in a loop) would verify the live system, not the backup
-    real_root = root.resolve()
     outside: dict[str, str] = {}
     for rel in sorted(set(expected) - set(found)):
-        path = root / rel
-        if not _via_symlink(root, rel):
-            continue  # plainly missing
-        try:
-            target = path.resolve(strict=True)
-        except (OSError, RuntimeError) as exc:  # dangling, or a loop (3.11 raises RuntimeError)
-            outside[rel] = f"{rel}: symlink that leads nowhere ({type(exc).__name__})"
-            continue
-        if target.is_relative_to(real_root) and target.is_file():
+        target = _follow_in_tree(root, rel, origins)
+        if isinstance(target, Path):
             found[rel] = target
-        else:
-            outside[rel] = f"{rel}: symlink to {target}, not a file in the restored tree"
+        elif target:
+            outside[rel] = f"{rel}: {target}"
     missing = sorted(set(expected) - set(found) - set(outside))
     changed = []
     for rel in sorted(set(expected) & set(found)):
@@ -132,10 +126,54 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
     return Check(name, passed, detail, objects, data)
 
 
-def _via_symlink(root: Path, rel: str) -> bool:
-    """Whether `rel` or a directory on the way to it is a symlink (rglob descends into none)."""
-    parts = Path(rel).parts
-    return any(root.joinpath(*parts[:i + 1]).is_symlink() for i in range(len(parts)))
+def restored_files(root: Path) -> list[Path]:
+    """The regular files of a restored tree; a symlink is not a file of its own (rglob enters no linked dir)."""
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+_MAX_LINKS = 40  # as the kernel's ELOOP limit
+
+
+def _follow_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str | None:
+    """Where `rel` leads inside `root`, following symlinks as the kernel would but never out of the
+    tree: the restored file (a Path); why it is not one (a str); or None when no symlink is on the way
+    (plainly missing). An absolute link into one of `origins` is read as the same place in `root`.
+
+    Written out rather than `Path.resolve()`: that resolves against the live system, where an absolute
+    link names the original tree, not this copy of it."""
+    pending, here, links = list(Path(rel).parts), [], 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                return f"leads above the restored tree (via {links} symlink(s))" if links else None
+            here.pop()
+            continue
+        path = root.joinpath(*here, part)
+        if not path.is_symlink():
+            here.append(part)
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            return "symlink loop"
+        link = Path(os.readlink(path))
+        if not link.is_absolute():
+            pending[:0] = link.parts
+            continue
+        origin = next((o for o in origins if link.parts[:len(o.parts)] == o.parts), None)
+        if origin is None:
+            shown = "/".join((*here, part))
+            return f"{shown} is a symlink to {link}, outside the restored tree" + (
+                "" if origins else " (set the source's `origin` to where the tree lived, to follow it inside the copy)")
+        here, pending[:0] = [], link.parts[len(origin.parts):]
+    if not links:
+        return None
+    final = root.joinpath(*here)
+    if final.is_file() and not final.is_symlink():
+        return final
+    return "symlink that leads nowhere" if not final.exists() else "symlink to a directory, not a file"
 
 
 def as_entry(check: Check) -> dict[str, Any]:

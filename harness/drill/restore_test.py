@@ -31,7 +31,14 @@ import psycopg
 from psycopg import sql as pgsql
 
 from harness.config import _EXPECT, Config
-from harness.drill.checks import amcheck, checksum_failures, data_checksums, server_recovered, tree_check
+from harness.drill.checks import (
+    amcheck,
+    checksum_failures,
+    data_checksums,
+    restored_files,
+    server_recovered,
+    tree_check,
+)
 from harness.drill.container import ContainerPostgres, check_image, image_name
 from harness.drill.pipeline import (
     Check,
@@ -366,7 +373,10 @@ class RestoreTestRunner:
 
         def copy_rest(d: dict[str, Any]) -> None:
             for i, f in enumerate(file_sources):
-                d[f"files_{i}"] = f.restore(env.base / "files" / str(i))
+                try:
+                    d[f"files_{i}"] = f.restore(env.base / "files" / str(i))
+                except BackupError as exc:  # this source's check fails, naming the archive; the rest goes on
+                    facts.setdefault("file_errors", {})[i] = one_line(exc)
             for i, r in enumerate(redis_sources):
                 target = env.base / f"redis-{i}"
                 target.mkdir(parents=True)
@@ -688,15 +698,20 @@ class RestoreTestRunner:
         out, summary = [], []
         for i, src in enumerate(sources):
             root = env.base / "files" / str(i)
+            if i in facts.get("file_errors", {}):
+                err = facts["file_errors"][i]
+                summary.append({"path": str(src.path), "files": 0, "error": err})
+                out.append(Check(f"files {src.path.name}: restored", False, err, [err]))
+                continue
             manifest = src.manifest()
             if manifest is None:
-                found = sum(1 for p in root.rglob("*") if p.is_file())
+                found = len(restored_files(root))
                 summary.append({"path": str(src.path), "files": found})
                 out.append(Check(f"files {src.path.name}: restored", bool(found), f"{found} file(s), no manifest"))
                 continue
             # a user's sha256sum file may leave out itself or a README: extra files are counted, not failed
             check = tree_check(f"files {src.path.name}: every file matches {Path(src.cfg.manifest).name}", root,
-                               manifest, extras_fail=False)
+                               manifest, extras_fail=False, origins=src.origins())
             summary.append({"path": str(src.path), "files": check.data["restored"]})
             out.append(check)
         facts["files"] = summary or None

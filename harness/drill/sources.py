@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import lzma
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RestoreTestFiles, RestoreTestPgBackRest, RestoreTestPgDump, RestoreTestRedis
+from harness.drill.checks import restored_files
 from harness.drill.pipeline import one_line as _one_line
 from harness.errors import ConfigError, EnvironmentStartError
 from resilience.backup.engines.pgbackrest import PgBackRest, PgBackRestBackup
@@ -87,6 +90,19 @@ def resolve_bindir(major: int, root: Path | str, *, exact: bool = True) -> Path:
 def source_id(*parts: str) -> str:
     """A stable id of a source (kind + location), so runs of the same source are compared."""
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _keep_symlinks(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, except that a symlink pointing out of the tree (`current ->
+    /srv/app/releases/v3`) is kept as it is: it is inert in a throwaway directory, and the manifest
+    check follows it only inside the restored tree. Members written through such a link, hard links
+    out of the tree and absolute member names are still refused."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+        if not member.issym():
+            raise
+        return tarfile.tar_filter(member, dest)
 
 
 def newest_match(pattern: str, what: str) -> Path:
@@ -327,14 +343,25 @@ class FileTreeSource:
             raise RestoreTestRefused(f"restore_test.files.manifest: {self.cfg.manifest} is not a file")
 
     def restore(self, target: Path) -> int:
-        """Copy the tree (or extract the tarball) into `target`; returns the number of files."""
+        """Copy the tree (or extract the tarball) into `target`; returns the number of regular files.
+        A damaged or unsafe tarball is a BackupError naming it (the caller fails this source's check)."""
         if self.path.is_dir():
             shutil.copytree(self.path, target, symlinks=True)
         else:
             target.mkdir(parents=True)
-            with tarfile.open(self.path) as tar:
-                tar.extractall(target, filter="data")
-        return sum(1 for p in target.rglob("*") if p.is_file())
+            try:
+                with tarfile.open(self.path) as tar:
+                    tar.extractall(target, filter=_keep_symlinks)
+            except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+                raise BackupError(f"{self.path}: cannot extract ({type(exc).__name__}: {_one_line(exc)})") from None
+        return len(restored_files(target))
+
+    def origins(self) -> list[Path]:
+        """Where the tree lived when backed up: absolute symlinks into these are followed inside the copy."""
+        found = [Path(os.path.normpath(self.cfg.origin))] if self.cfg.origin else []
+        if self.path.is_dir():
+            found += [Path(os.path.abspath(self.path)), self.path.resolve()]
+        return list(dict.fromkeys(found))
 
     def manifest(self) -> dict[str, str] | None:
         """relative path → SHA-256 from a `sha256sum` file ("<hex>  <path>" or "<hex> *<path>")."""

@@ -192,7 +192,9 @@ def test_tree_check_follows_a_listed_symlink_only_inside_the_restored_tree(tmp_p
     inside = tree_check("files", root, {k: digest[k] for k in ("conf/app.yml", "current.yml")})
     assert inside.passed, inside.objects
     out = tree_check("files", root, digest)
-    assert not out.passed and out.objects == [f"live.yml: symlink to {live}, not a file in the restored tree"]
+    assert not out.passed and out.objects == [
+        f"live.yml: live.yml is a symlink to {live}, outside the restored tree (set the source's `origin` to where "
+        "the tree lived, to follow it inside the copy)"]
     assert "1 linked out of the tree" in out.detail and out.data["missing"] == []
     assert out.data["linked_out"] == ["live.yml"]
     (root / "conf" / "app.yml").write_text("port: 2\n")
@@ -224,9 +226,52 @@ def test_tree_check_names_looping_dangling_and_directory_links(tmp_path):
 
     check = tree_check("files", root, expected, extras_fail=False)
     assert not check.passed
-    assert check.objects[:3] == ["adir.txt: missing", "gone: symlink that leads nowhere (FileNotFoundError)",
-                                 f"live/b.txt: symlink to {tmp_path / 'live' / 'b.txt'}, not a file in the restored tree"]
-    assert check.objects[3].startswith("loop1: symlink that leads nowhere (")  # RuntimeError in 3.11, OSError later
+    assert check.objects == ["adir.txt: missing", "gone: symlink that leads nowhere",
+                             f"live/b.txt: live is a symlink to {tmp_path / 'live'}, outside the restored tree "
+                             "(set the source's `origin` to where the tree lived, to follow it inside the copy)",
+                             "loop1: symlink loop"]
     assert check.data["linked_out"] == ["gone", "live/b.txt", "loop1"] and check.data["missing"] == ["adir.txt"]
     assert tree_check("files", root, {k: expected[k] for k in ("v3/a.txt", "current/a.txt")},
                       extras_fail=False).passed
+
+
+def test_tree_check_reads_absolute_links_into_the_origin_as_the_restored_copy(tmp_path):
+    """A deploy tree (`current -> /srv/app/releases/v3`, absolute) restored elsewhere: with the tree's
+    origin known, the link is the same place in the copy; `..` never climbs out of the copy, whatever
+    the link says; without an origin the link is named, never followed to the live system."""
+    import hashlib
+    from pathlib import Path
+
+    from harness.drill.checks import tree_check
+
+    origin = Path("/srv/app-that-is-not-here")
+    root = tmp_path / "tree"
+    (root / "releases" / "v3").mkdir(parents=True)
+    (root / "releases" / "v3" / "app.py").write_text("v3\n")
+    (root / "current").symlink_to(origin / "releases" / "v3")  # absolute, into the tree's old place
+    (root / "releases" / "v3" / "self").symlink_to(origin / "current" / "app.py")  # absolute, through a link
+    (root / "esc").symlink_to(f"{origin}/../../etc")  # absolute into the origin, then out with ..
+    (root / "up").symlink_to("../../..")  # relative, out of the tree
+    sha = hashlib.sha256(b"v3\n").hexdigest()
+    good = {"releases/v3/app.py": sha, "current/app.py": sha, "current/self": sha}
+
+    assert tree_check("files", root, good, origins=[origin]).passed
+    unknown = tree_check("files", root, good)
+    assert not unknown.passed and unknown.data["linked_out"] == ["current/app.py", "current/self"]
+    assert unknown.objects[0].startswith(f"current/app.py: current is a symlink to {origin}/releases/v3, outside")
+    bad = tree_check("files", root, {"esc/passwd": sha, "up/etc/passwd": sha}, origins=[origin], extras_fail=False)
+    assert bad.objects == ["esc/passwd: leads above the restored tree (via 1 symlink(s))",
+                           "up/etc/passwd: leads above the restored tree (via 1 symlink(s))"]
+    (root / "releases" / "v3" / "app.py").write_text("v4\n")  # the file the links lead to changed: each is named
+    changed = tree_check("files", root, good, origins=[origin])
+    assert changed.data["changed"] == ["current/app.py", "current/self", "releases/v3/app.py"]
+
+
+def test_a_file_trees_origin_must_be_absolute() -> None:
+    from harness.config import parse_config
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not an absolute path"):
+        parse_config({"restore_test": {"files": [{"path": "/backups/app.tgz", "origin": "srv/app"}]}}, "t")
+    cfg = parse_config({"restore_test": {"files": [{"path": "/backups/app.tgz", "origin": "/srv/app"}]}}, "t")
+    assert cfg.restore_test.files[0].origin == "/srv/app"

@@ -1,0 +1,89 @@
+"""File-tree sources of a restore test, as users' trees are: a deploy tree whose `current` is an
+absolute symlink (checked inside the restored copy when its origin is known, named when not, never
+hashed from the live system), and damaged or unsafe tarballs (a named failed check, exit 3, nothing
+written outside the throwaway environment)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from harness.config import parse_config
+from harness.drill.restore_test import RestoreTestRunner
+
+from .conftest import config_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def deploy_tree(tmp_path):
+    """/…/srv/app with releases/v3 and `current -> /…/srv/app/releases/v3` (absolute), its sha256sum
+    manifest made through the link, and a tarball of it; then the live tree is gone."""
+    app = tmp_path / "srv" / "app"
+    (app / "releases" / "v3").mkdir(parents=True)
+    (app / "releases" / "v3" / "app.py").write_text("print('v3')\n")
+    (app / "current").symlink_to(app / "releases" / "v3")
+    digest = hashlib.sha256(b"print('v3')\n").hexdigest()
+    manifest = tmp_path / "SHA256SUMS"
+    manifest.write_text(f"{digest}  ./releases/v3/app.py\n{digest}  ./current/app.py\n")
+    tarball = tmp_path / "app.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(app, arcname=".")
+    shutil.rmtree(tmp_path / "srv")
+    return app, manifest, tarball
+
+
+def checks_of(tmp_path, files: dict):
+    outcome = RestoreTestRunner(parse_config(config_for(tmp_path, {"files": [files]}), "t")).run()
+    return outcome, {c["name"]: c for c in outcome.checks}
+
+
+def test_an_absolute_link_into_the_trees_origin_is_checked_inside_the_restored_copy(tmp_path):
+    app, manifest, tarball = deploy_tree(tmp_path)
+    outcome, checks = checks_of(tmp_path, {"path": str(tarball), "manifest": str(manifest), "origin": str(app)})
+    check = checks["files app.tar.gz: every file matches SHA256SUMS"]
+    assert check["passed"], check
+    assert check["data"]["restored"] == 2 and check["data"]["unexpected"] == []  # the link is not a file of its own
+    assert outcome.measurements.rto_s is not None
+
+    outcome, checks = checks_of(tmp_path, {"path": str(tarball), "manifest": str(manifest)})
+    check = checks["files app.tar.gz: every file matches SHA256SUMS"]
+    assert not check["passed"] and check["data"]["linked_out"] == ["current/app.py"]
+    assert check["objects"] == [f"current/app.py: current is a symlink to {app}/releases/v3, outside the restored "
+                                "tree (set the source's `origin` to where the tree lived, to follow it inside the copy)"]
+
+
+def test_a_damaged_or_unsafe_tarball_fails_its_check_by_name(tmp_path):
+    _, manifest, tarball = deploy_tree(tmp_path)
+    truncated = tmp_path / "truncated.tar.gz"
+    whole = tarball.read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    outcome, checks = checks_of(tmp_path, {"path": str(truncated), "manifest": str(manifest)})
+    check = checks["files truncated.tar.gz: restored"]
+    assert not check["passed"] and check["objects"][0].startswith(f"{truncated}: cannot extract (")
+    assert outcome.verdict.value == "failed" and outcome.error is None
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:  # a link out of the tree, then a file written through it
+        link = tarfile.TarInfo("out")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        tar.addfile(link)
+        member = tarfile.TarInfo("out/planted.txt")
+        member.size = 3
+        tar.addfile(member, io.BytesIO(b"hi\n"))
+    (tmp_path / "chaosdrill.toml").write_text(
+        f'[run]\nresults_dir = "{tmp_path / "results"}"\n[[restore_test.files]]\npath = "{evil}"\n')
+    proc = subprocess.run([sys.executable, "-m", "harness.cli_main", "restore-test", "-c", str(tmp_path / "chaosdrill.toml")],
+                          capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 3, proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert f"FAIL files evil.tar: restored: {evil}: cannot extract (OutsideDestinationError" in proc.stderr, proc.stderr
+    assert list(outside.iterdir()) == []
