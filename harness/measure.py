@@ -652,7 +652,7 @@ class RestoreTestMeasurements:
     steps: dict[str, float | None]
     rpo_s: float | None
     rpo_evidence: str | None
-    rpo_strength: str | None  # "strong" (commit timestamps, a user's column) or "weaker" (replay end / backup stop)
+    rpo_strength: str | None  # "strong" (commit timestamps, a user's column) or "weaker" (replay end, backup stop, file times)
     newest_data_wall: str | None
     disaster_wall: str | None
     backup_age_s: float | None

@@ -318,6 +318,8 @@ class RestoreTestRunner:
             passed = bool(checks) and all(c.passed for c in checks) and error is None
             if passed:
                 tl.event(RT_READY, SCENARIO)
+            if env is not None and pg is None and error is None and interrupted is None:  # after ready: not RTO
+                self._newest_without_postgres(redis_sources, file_sources, env, facts, tl)
             if env is not None and pg is not None:  # bookkeeping, after ready: not billed to RTO
                 with suppress(HarnessError, OSError, subprocess.SubprocessError):
                     facts["versions"] = {"postgres": env.postgres.version()}
@@ -521,6 +523,24 @@ class RestoreTestRunner:
         if newest is not None:
             facts["newest"] = {"wall": newest[0].isoformat(), "evidence": newest[1], "strength": newest[2]}
             tl.event(RT_NEWEST, SCENARIO, **facts["newest"])
+
+    def _newest_without_postgres(self, redis_sources, file_sources, env: LocalEnvironment, facts: dict[str, Any],
+                                 tl: Timeline) -> None:
+        """RPO evidence of a test with no PostgreSQL source (weaker, as a dump's creation time is): each
+        RDB's save time, each restored tree's newest file modification time; the oldest of them
+        bounds what the restore as a whole brought back."""
+        seen: list[tuple[datetime, str]] = [r.saved_at() for r in redis_sources]
+        for i, f in enumerate(file_sources):
+            files = [] if i in facts.get("file_errors", {}) else restored_files(env.base / "files" / str(i))
+            if files:
+                newest = max(p.stat().st_mtime for p in files)
+                seen.append((datetime.fromtimestamp(newest, UTC), f"newest file modification time in {f.path.name}"))
+        if not seen:
+            return
+        when, what = min(seen)
+        facts["newest"] = {"wall": when.isoformat(), "strength": "weaker",
+                           "evidence": what + (f" (the oldest of {len(seen)} sources)" if len(seen) > 1 else "")}
+        tl.event(RT_NEWEST, SCENARIO, **facts["newest"])
 
     def _replay_facts(self, env: LocalEnvironment) -> dict[str, Any]:
         try:

@@ -87,3 +87,57 @@ def test_a_damaged_or_unsafe_tarball_fails_its_check_by_name(tmp_path):
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
     assert f"FAIL files evil.tar: restored: {evil}: cannot extract (OutsideDestinationError" in proc.stderr, proc.stderr
     assert list(outside.iterdir()) == []
+
+
+def test_without_postgres_rpo_is_the_oldest_sources_newest_data_labelled_weaker(tmp_path, redis_server):
+    """No PostgreSQL source: the RDB's save time (its header's ctime) and each tree's newest file
+    mtime are the evidence, labelled weaker; the oldest source bounds the RPO."""
+    import os
+    import time
+    from datetime import UTC, datetime
+
+    import redis
+
+    from harness.drill.sources import rdb_ctime
+
+    r = redis.Redis(port=redis_server.port)
+    r.mset({f"k{i}": i for i in range(10)})
+    before = int(time.time())
+    r.save()
+    rdb = redis_server.base / "dump.rdb"
+    assert before <= rdb_ctime(rdb).timestamp() <= time.time() + 1
+    os.utime(rdb, (0, 0))  # the header is read, not the file's mtime
+    tree = tmp_path / "uploads"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    (tree / "b.txt").write_text("b\n")
+    old = time.time() - 1800
+    os.utime(tree / "a.txt", (old, old))
+    os.utime(tree / "b.txt", (old - 600, old - 600))
+
+    outcome, _ = checks_of(tmp_path, {"path": str(tree)})
+    m = outcome.measurements
+    assert outcome.verdict.value == "passed", outcome.checks
+    assert m.rpo_evidence == "newest file modification time in uploads" and m.rpo_strength == "weaker"
+    assert 1790 <= m.rpo_s <= 1800 + 60
+
+    cfg = parse_config(config_for(tmp_path, {"files": [{"path": str(tree)}], "redis": [{"path": str(rdb)}]},
+                                  rpo="10min"), "t")
+    both = RestoreTestRunner(cfg).run()
+    assert both.measurements.rpo_evidence == "newest file modification time in uploads (the oldest of 2 sources)"
+    assert both.verdict.value == "failed" and both.measurements.rpo_s >= 1790  # 30 min old data vs a 10 min target
+
+    os.utime(tree / "a.txt", None)  # now: the RDB (saved before) is the oldest
+    both = RestoreTestRunner(cfg).run()
+    assert both.measurements.rpo_evidence == "RDB save time (ctime in dump.rdb) (the oldest of 2 sources)"
+    assert datetime.fromisoformat(both.measurements.newest_data_wall) == rdb_ctime(rdb) <= datetime.now(UTC)
+
+
+def test_rdb_ctime_is_none_for_what_is_not_an_rdb_header(tmp_path):
+    from harness.drill.sources import rdb_ctime
+
+    for name, data in (("empty", b""), ("text", b"hello"), ("cut", b"REDIS0010\xfa\x09redis"),
+                       ("noaux", b"REDIS0010\xfe\x00")):
+        (tmp_path / name).write_bytes(data)
+        assert rdb_ctime(tmp_path / name) is None, name
+    assert rdb_ctime(tmp_path / "missing") is None
