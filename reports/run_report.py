@@ -189,11 +189,12 @@ def restore_test_context(result: dict[str, Any]) -> dict[str, Any]:
     """The restore test section's view of result.json (measurements.restore_test)."""
     rt = result.get("measurements", {}).get("restore_test") or {}
     checks = rt.get("checks") or []
+    labels = RT_STAGE_LABELS if rt.get("source") else RT_STAGE_LABELS | {"start": "restore files, load RDB files"}
     return {"source": rt.get("source"), "replay": rt.get("replay"), "wal": rt.get("wal_continuity"),
             "baseline": rt.get("baseline_run"), "checks": checks, "passed": sum(1 for c in checks if c.get("passed")),
-            "steps": [{"name": label, "duration": (rt.get("steps") or {}).get(k)} for k, label in RT_STAGE_LABELS.items()
+            "steps": [{"name": label, "duration": (rt.get("steps") or {}).get(k)} for k, label in labels.items()
                       if (rt.get("steps") or {}).get(k) is not None],
-            "tables": sorted((rt.get("tables") or {}).items())}
+            "tables": sorted((rt.get("tables") or {}).items()), "redis": rt.get("redis") or [], "files": rt.get("files") or []}
 
 
 def build_context(result: dict[str, Any], tl: Timeline) -> dict[str, Any]:

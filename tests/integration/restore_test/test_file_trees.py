@@ -131,6 +131,10 @@ def test_without_postgres_rpo_is_the_oldest_sources_newest_data_labelled_weaker(
     both = RestoreTestRunner(cfg).run()
     assert both.measurements.rpo_evidence == "RDB save time (ctime in dump.rdb) (the oldest of 2 sources)"
     assert datetime.fromisoformat(both.measurements.newest_data_wall) == rdb_ctime(rdb) <= datetime.now(UTC)
+    html = (both.run_dir / "report.html").read_text()  # what was restored, and the evidence, without a PostgreSQL source
+    assert f"{tree}: 2 file(s) restored" in html and f"{rdb}: 10 key(s) loaded" in html
+    assert "RDB save time (ctime in dump.rdb) (the oldest of 2 sources) <span" in html
+    assert "restore files, load RDB files" in html and "WAL replay" not in html
 
 
 def test_rdb_ctime_is_none_for_what_is_not_an_rdb_header(tmp_path):
