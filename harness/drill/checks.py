@@ -95,6 +95,9 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
     if root is None or not root.is_dir():
         return Check(name, False, f"{root or 'the tree'} was not restored", [str(root or name)],
                      {"files": len(expected), "restored": 0, "root": str(root) if root else None})
+    expected = {_under_origin(k, origins): v for k, v in expected.items()}  # `sha256sum /srv/app/*` names
+    if sizes is not None:
+        sizes = {_under_origin(k, origins): v for k, v in sizes.items()}
     found = {str(p.relative_to(root)): p for p in restored_files(root)}
     # a path the manifest names that is reached through a symlink (the file or a directory above it;
     # sha256sum follows links) counts as the file it leads to, if that file was restored too; one
@@ -128,7 +131,16 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
 
 def restored_files(root: Path) -> list[Path]:
     """The regular files of a restored tree; a symlink is not a file of its own (rglob enters no linked dir)."""
-    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    return [p for p in root.rglob("*") if not p.is_symlink() and p.is_file()]  # lstat first: never follows
+
+
+def _under_origin(path: str, origins: Sequence[Path]) -> str:
+    """A manifest's absolute path under one of the tree's origins, as a path relative to the tree."""
+    if os.path.isabs(path):
+        for o in origins:
+            if Path(path).is_relative_to(o) and Path(path) != o:
+                return str(Path(path).relative_to(o))
+    return path
 
 
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
@@ -141,21 +153,30 @@ def _follow_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str
 
     Written out rather than `Path.resolve()`: that resolves against the live system, where an absolute
     link names the original tree, not this copy of it."""
-    pending, here, links = list(Path(rel).parts), [], 0
+    if os.path.isabs(rel):  # the manifest names a path on some system: never looked up on this one
+        return "an absolute path outside the tree's origin, not looked up on this system"
+    try:
+        return _walk_in_tree(root, rel, origins)
+    except OSError as exc:  # a name too long, a permission: named, never a traceback
+        return f"cannot follow ({exc.strerror or type(exc).__name__})"
+
+
+def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str | None:
+    pending, here, links, last = list(Path(rel).parts), [], 0, ""
     while pending:
         part = pending.pop(0)
         if part in ("", "."):
             continue
         if part == "..":
             if not here:
-                return f"leads above the restored tree (via {links} symlink(s))" if links else None
+                return f"{last} leads above the restored tree" if links else None
             here.pop()
             continue
         path = root.joinpath(*here, part)
         if not path.is_symlink():
             here.append(part)
             continue
-        links += 1
+        links, last = links + 1, "/".join((*here, part))
         if links > _MAX_LINKS:
             return "symlink loop"
         link = Path(os.readlink(path))
@@ -164,8 +185,7 @@ def _follow_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str
             continue
         origin = next((o for o in origins if link.parts[:len(o.parts)] == o.parts), None)
         if origin is None:
-            shown = "/".join((*here, part))
-            return f"{shown} is a symlink to {link}, outside the restored tree" + (
+            return f"{last} is a symlink to {link}, outside the restored tree" + (
                 "" if origins else " (set the source's `origin` to where the tree lived, to follow it inside the copy)")
         here, pending[:0] = [], link.parts[len(origin.parts):]
     if not links:

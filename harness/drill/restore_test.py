@@ -382,7 +382,7 @@ class RestoreTestRunner:
             for i, r in enumerate(redis_sources):
                 target = env.base / f"redis-{i}"
                 target.mkdir(parents=True)
-                shutil.copyfile(r.path, target / "dump.rdb")
+                shutil.copy2(r.path, target / "dump.rdb")  # with its mtime: RPO evidence of last resort
 
         if physical:
             with stages.stage("restore") as d:
@@ -529,12 +529,16 @@ class RestoreTestRunner:
         """RPO evidence of a test with no PostgreSQL source (weaker, as a dump's creation time is): each
         RDB's save time, each restored tree's newest file modification time; the oldest of them
         bounds what the restore as a whole brought back."""
-        seen: list[tuple[datetime, str]] = [r.saved_at() for r in redis_sources]
-        for i, f in enumerate(file_sources):
-            files = [] if i in facts.get("file_errors", {}) else restored_files(env.base / "files" / str(i))
-            if files:
-                newest = max(p.stat().st_mtime for p in files)
-                seen.append((datetime.fromtimestamp(newest, UTC), f"newest file modification time in {f.path.name}"))
+        try:
+            seen = [r.saved_at(env.base / f"redis-{i}" / "dump.rdb") for i, r in enumerate(redis_sources)]
+            for i, f in enumerate(file_sources):
+                files = [] if i in facts.get("file_errors", {}) else restored_files(env.base / "files" / str(i))
+                if files:
+                    newest = max(p.stat().st_mtime for p in files)
+                    seen.append((datetime.fromtimestamp(newest, UTC), f"newest file modification time in {f.path.name}"))
+        except OSError as exc:  # no evidence then: RPO is reported as not measured
+            facts["rpo_error"] = one_line(exc)
+            return
         if not seen:
             return
         when, what = min(seen)

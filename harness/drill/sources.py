@@ -95,8 +95,20 @@ def source_id(*parts: str) -> str:
 def _keep_symlinks(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
     """tarfile's "data" filter, except that a symlink pointing out of the tree (`current ->
     /srv/app/releases/v3`) is kept as it is: it is inert in a throwaway directory, and the manifest
-    check follows it only inside the restored tree. Members written through such a link, hard links
-    out of the tree and absolute member names are still refused."""
+    check follows it only inside the restored tree.
+
+    Inert because nothing is ever written through a link: a member whose name (or a hard link whose
+    target) goes through any symlink already extracted, or has a `..` part, is refused here, checked
+    part by part with lstat. That also closes the realpath blind spot the "data" filter has on
+    Python < 3.11.13 (CVE-2025-4517): realpath is not needed for these checks."""
+    paths = [member.name] + ([member.linkname] if member.islnk() else [])
+    for path in paths:
+        parts = [p for p in path.lstrip("/").split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise tarfile.FilterError(f"{member.name!r}: a '..' in {path!r}")
+        for k in range(1, len(parts) + 1):
+            if os.path.islink(os.path.join(dest, *parts[:k])):
+                raise tarfile.FilterError(f"{member.name!r} would go through the symlink {'/'.join(parts[:k])!r}")
     try:
         return tarfile.data_filter(member, dest)
     except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
@@ -326,12 +338,13 @@ class RedisRdbSource:
         if self.cfg.keys and not Path(self.cfg.keys).is_file():
             raise RestoreTestRefused(f"restore_test.redis.keys: {self.cfg.keys} is not a file")
 
-    def saved_at(self) -> tuple[datetime, str]:
-        """When the snapshot was taken: the `ctime` Redis writes into the RDB's header, else the file's mtime."""
-        ctime = rdb_ctime(self.path)
+    def saved_at(self, copy: Path) -> tuple[datetime, str]:
+        """When the snapshot in `copy` (the restored copy, made with copy2: the source may be saved
+        again meanwhile) was taken: the `ctime` Redis writes into the RDB's header, else the file's mtime."""
+        ctime = rdb_ctime(copy)
         if ctime is not None:
             return ctime, f"RDB save time (ctime in {self.path.name})"
-        return datetime.fromtimestamp(self.path.stat().st_mtime, UTC), f"modification time of {self.path.name}"
+        return datetime.fromtimestamp(copy.stat().st_mtime, UTC), f"modification time of {self.path.name}"
 
     def expected_keys(self) -> list[str] | None:
         if not self.cfg.keys:
@@ -366,17 +379,21 @@ def rdb_ctime(path: Path) -> datetime | None:
             n, pos = int.from_bytes(head[pos:pos + width], "big"), pos + width
         else:  # an integer stored as a string: 8, 16 or 32 bits, little-endian (3 is LZF: not in the header)
             width = {0: 1, 1: 2, 2: 4}[first & 0x3F]
-            value, pos = int.from_bytes(head[pos:pos + width], "little", signed=True), pos + width
-            return value
+            n = width
+        if pos + n > len(head):
+            raise ValueError("truncated")
         value, pos = head[pos:pos + n], pos + n
-        return value
+        return int.from_bytes(value, "little", signed=True) if kind == 3 else value
 
     try:
         while pos < len(head) and head[pos] == 0xFA:  # AUX: name, value
             pos += 1
             name, value = string(), string()
             if name == b"ctime":
-                seconds = value if isinstance(value, int) else int(value)
+                seconds = value if isinstance(value, int) else int(value) if value.isdigit() else None
+                # a time Redis could have written: after 2009 (its first release), not in the future
+                if seconds is None or not 1_230_768_000 <= seconds <= datetime.now(UTC).timestamp() + 86_400:
+                    return None
                 return datetime.fromtimestamp(seconds, UTC)
     except (IndexError, KeyError, ValueError, OverflowError, OSError):
         return None

@@ -260,8 +260,7 @@ def test_tree_check_reads_absolute_links_into_the_origin_as_the_restored_copy(tm
     assert not unknown.passed and unknown.data["linked_out"] == ["current/app.py", "current/self"]
     assert unknown.objects[0].startswith(f"current/app.py: current is a symlink to {origin}/releases/v3, outside")
     bad = tree_check("files", root, {"esc/passwd": sha, "up/etc/passwd": sha}, origins=[origin], extras_fail=False)
-    assert bad.objects == ["esc/passwd: leads above the restored tree (via 1 symlink(s))",
-                           "up/etc/passwd: leads above the restored tree (via 1 symlink(s))"]
+    assert bad.objects == ["esc/passwd: esc leads above the restored tree", "up/etc/passwd: up leads above the restored tree"]
     (root / "releases" / "v3" / "app.py").write_text("v4\n")  # the file the links lead to changed: each is named
     changed = tree_check("files", root, good, origins=[origin])
     assert changed.data["changed"] == ["current/app.py", "current/self", "releases/v3/app.py"]
@@ -275,3 +274,35 @@ def test_a_file_trees_origin_must_be_absolute() -> None:
         parse_config({"restore_test": {"files": [{"path": "/backups/app.tgz", "origin": "srv/app"}]}}, "t")
     cfg = parse_config({"restore_test": {"files": [{"path": "/backups/app.tgz", "origin": "/srv/app"}]}}, "t")
     assert cfg.restore_test.files[0].origin == "/srv/app"
+
+
+def test_tree_check_never_looks_up_an_absolute_manifest_path_on_this_system(tmp_path):
+    """`sha256sum /srv/app/*` writes absolute names: under the tree's origin they are the restored copy's
+    files; anywhere else they are named, never hashed from this machine (here /bin/sh, which exists)."""
+    import hashlib
+    from pathlib import Path
+
+    from harness.drill.checks import tree_check
+
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "app.py").write_text("v3\n")
+    live = hashlib.sha256(Path("/bin/sh").read_bytes()).hexdigest()
+    check = tree_check("files", root, {"/bin/sh": live}, extras_fail=False)
+    assert not check.passed and check.objects == [
+        "/bin/sh: an absolute path outside the tree's origin, not looked up on this system"]
+    mine = {"/srv/app/app.py": hashlib.sha256(b"v3\n").hexdigest()}
+    assert tree_check("files", root, mine, sizes={"/srv/app/app.py": 3}, origins=[Path("/srv/app")]).passed
+
+
+def test_tree_check_names_a_link_it_cannot_follow(tmp_path):
+    """A link target with a name longer than the file system allows: named, never a traceback."""
+    from harness.drill.checks import tree_check
+
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "long").symlink_to("a" * 300)
+    check = tree_check("files", root, {"long": "0" * 64, "b" * 300: "0" * 64})
+    assert check.data["linked_out"] == ["b" * 300, "long"] and not check.passed
+    assert "long: cannot follow (File name too long)" in check.objects
+    assert f"{'b' * 300}: cannot follow (File name too long)" in check.objects

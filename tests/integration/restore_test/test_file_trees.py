@@ -85,7 +85,7 @@ def test_a_damaged_or_unsafe_tarball_fails_its_check_by_name(tmp_path):
                           capture_output=True, text=True, timeout=100)
     assert proc.returncode == 3, proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
-    assert f"FAIL files evil.tar: restored: {evil}: cannot extract (OutsideDestinationError" in proc.stderr, proc.stderr
+    assert f"FAIL files evil.tar: restored: {evil}: cannot extract (FilterError: 'out/planted.txt' would go through the symlink 'out')" in proc.stderr, proc.stderr
     assert list(outside.iterdir()) == []
 
 
@@ -141,7 +141,59 @@ def test_rdb_ctime_is_none_for_what_is_not_an_rdb_header(tmp_path):
     from harness.drill.sources import rdb_ctime
 
     for name, data in (("empty", b""), ("text", b"hello"), ("cut", b"REDIS0010\xfa\x09redis"),
-                       ("noaux", b"REDIS0010\xfe\x00")):
+                       ("noaux", b"REDIS0010\xfe\x00"), ("short-int", b"REDIS0010\xfa\x05ctime\xc2\x01"),
+                       ("1970", b"REDIS0010\xfa\x05ctime\xc0\x05"), ("future", b"REDIS0010\xfa\x05ctime\x0a9999999999"),
+                       ("spaces", b"REDIS0010\xfa\x05ctime\x0c 1700000000 ")):
         (tmp_path / name).write_bytes(data)
         assert rdb_ctime(tmp_path / name) is None, name
     assert rdb_ctime(tmp_path / "missing") is None
+    ok = tmp_path / "ok"
+    ok.write_bytes(b"REDIS0010\xfa\x05ctime\xc2" + (1_700_000_000).to_bytes(4, "little") + b"\xfe\x00")
+    assert rdb_ctime(ok).timestamp() == 1_700_000_000
+
+
+def _tar(path, *members):
+    """A tarball of (name, type, linkname, data) members, made by hand: what no honest `tar` writes."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, type_, linkname, data in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.mode = type_, linkname, 0o755
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def test_nothing_is_written_through_a_link_even_where_realpath_is_blind(tmp_path):
+    """Links kept out of the tree stay inert: a member written (or hard-linked) through any symlink, or
+    with a `..`, is refused, including the long-path trick that blinds tarfile's own "data" filter
+    on Python < 3.11.13 (CVE-2025-4517)."""
+    from harness.config import RestoreTestFiles
+    from harness.drill.sources import FileTreeSource
+    from resilience.backup.errors import BackupError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("live\n")
+    comp, steps, chain = "d" * 247, "abcdefghijklmnop", []
+    path = ""
+    for s in steps:  # deep directories, each reached through a short link
+        chain += [(f"{path}{comp}", tarfile.DIRTYPE, "", None), (f"{path}{s}", tarfile.SYMTYPE, comp, None)]
+        path += comp + "/"
+    blind = "/".join(steps) + "/" + "l" * 254
+    cases = {
+        "blind": [*chain, (blind, tarfile.SYMTYPE, "../" * len(steps), None), ("esc", tarfile.SYMTYPE, str(outside), None),
+                  (blind + "/esc/pwned", tarfile.REGTYPE, "", b"owned\n")],
+        "through": [("esc", tarfile.SYMTYPE, str(outside), None), ("esc/pwned", tarfile.REGTYPE, "", b"owned\n")],
+        "over": [("esc", tarfile.SYMTYPE, str(outside / "pwned"), None), ("esc", tarfile.REGTYPE, "", b"owned\n")],
+        "hardlink": [("esc", tarfile.SYMTYPE, str(outside), None), ("h", tarfile.LNKTYPE, "esc/secret", None)],
+        "dotdot": [("a", tarfile.DIRTYPE, "", None), ("a/../../pwned", tarfile.REGTYPE, "", b"owned\n")],
+    }
+    for name, members in cases.items():
+        _tar(tmp_path / f"{name}.tar", *members)
+        source = FileTreeSource(RestoreTestFiles(path=str(tmp_path / f"{name}.tar")))
+        source.open()
+        with pytest.raises(BackupError, match=f"{name}.tar: cannot extract"):
+            source.restore(tmp_path / "dest" / name)
+        assert sorted(p.name for p in outside.iterdir()) == ["secret"], name
+        assert (outside / "secret").read_text() == "live\n"
+        assert not (tmp_path / "pwned").exists()
