@@ -197,3 +197,26 @@ def test_nothing_is_written_through_a_link_even_where_realpath_is_blind(tmp_path
         assert sorted(p.name for p in outside.iterdir()) == ["secret"], name
         assert (outside / "secret").read_text() == "live\n"
         assert not (tmp_path / "pwned").exists()
+
+
+def test_the_rdb_save_time_is_read_from_the_restored_copy(tmp_path):
+    """The source RDB may be saved again while the test runs: the evidence is the copy that was restored."""
+    import os
+    from datetime import UTC, datetime
+
+    from harness.config import RestoreTestRedis
+    from harness.drill.sources import RedisRdbSource
+
+    def rdb(path, seconds):
+        path.write_bytes(b"REDIS0010\xfa\x05ctime\xc2" + seconds.to_bytes(4, "little") + b"\xfe\x00")
+
+    source, copy = tmp_path / "dump.rdb", tmp_path / "restored.rdb"
+    rdb(copy, 1_700_000_000)
+    rdb(source, 1_700_003_600)  # saved again an hour later, after the copy
+    src = RedisRdbSource(RestoreTestRedis(path=str(source)))
+    src.open()
+    assert src.saved_at(copy) == (datetime.fromtimestamp(1_700_000_000, UTC), "RDB save time (ctime in dump.rdb)")
+    copy.write_bytes(b"REDIS0010\xfe\x00")  # no ctime: the copy's mtime, never the source's
+    os.utime(copy, (1_700_000_100, 1_700_000_100))
+    assert src.saved_at(copy)[0].timestamp() == 1_700_000_100
+    assert src.saved_at(copy)[1] == "modification time of dump.rdb"
