@@ -135,10 +135,13 @@ class FileTreeEngine:
 
 
 def _extract(archive: Path, rels: list[str], target: Path, key: str) -> None:
+    """Extract the manifest's files. Only regular members: this engine archives nothing else, so a
+    link in an archive is tampering, and without links nothing can be written outside `target` (not
+    even through the realpath blind spot of tarfile's "data" filter on Python < 3.11.13)."""
     wanted = set(rels)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if m.name in wanted]
+            members = [m for m in tar.getmembers() if m.name in wanted and m.isreg()]
             tar.extractall(target, members=members, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise RepositoryCorrupt(f"archive {key} is damaged: {exc}") from exc

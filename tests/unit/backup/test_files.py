@@ -64,6 +64,30 @@ def test_damaged_archive_is_detected(tree, tmp_path):
         eng.restore(repo, part, tmp_path / "r2")
 
 
+def test_an_archive_whose_file_became_a_link_is_refused_and_nothing_leaves_the_target(tree, tmp_path):
+    """The engine archives regular files only: a link under a manifest name is tampering. Extracted, it
+    would let a later member write through it, out of the target; it is refused as a missing file."""
+    import io
+    import tarfile
+
+    src, repo = tree
+    eng = FileTreeEngine(src)
+    part = eng.backup(repo, "s1", BackupType.FULL, None)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = repo.root / part.meta["archive"]
+    with tarfile.open(archive, "w:gz") as tar:  # same names, "d/two.txt" now a link out
+        link = tarfile.TarInfo("d/two.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside / "planted")
+        tar.addfile(link)
+        one = tarfile.TarInfo("one.txt")
+        one.size = 1
+        tar.addfile(one, io.BytesIO(b"1"))
+    with pytest.raises(RepositoryCorrupt, match="lacks 1 file"):
+        eng.restore(repo, part, tmp_path / "r")
+    assert not (tmp_path / "r" / "d" / "two.txt").is_symlink() and list(outside.iterdir()) == []
+
+
 def test_config_engine_keeps_absolute_layout(tmp_path):
     conf = tmp_path / "etc" / "app.toml"
     conf.parent.mkdir()
