@@ -83,13 +83,14 @@ def checksum_failures(port: int) -> Check:
 
 
 def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, sizes: Mapping[str, int] | None = None,
-               extras_fail: bool = True, origins: Sequence[Path] = ()) -> Check:
+               extras_fail: bool = True, origins: Sequence[Path] = (), files: Sequence[Path] | None = None) -> Check:
     """A restored file tree against a manifest (relative path → SHA-256; `sizes` when the manifest has them).
 
     Missing and changed files always fail; files the manifest does not name fail when `extras_fail`
     (a manifest chaosdrill wrote lists every file), else they are counted in the detail only (a
     user's `sha256sum` file may leave out itself or a README). `origins`: where the tree lived when
-    it was backed up, so an absolute symlink into it is followed inside the restored copy."""
+    it was backed up, so an absolute symlink into it is followed inside the restored copy. `files`:
+    the tree's `restored_files`, when the caller has listed them already."""
     from resilience.backup.repository import sha256_file
 
     if root is None or not root.is_dir():
@@ -98,7 +99,7 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
     expected = {_under_origin(k, origins): v for k, v in expected.items()}  # `sha256sum /srv/app/*` names
     if sizes is not None:
         sizes = {_under_origin(k, origins): v for k, v in sizes.items()}
-    found = {str(p.relative_to(root)): p for p in restored_files(root)}
+    found = {str(p.relative_to(root)): p for p in (restored_files(root) if files is None else files)}
     # a path the manifest names that is reached through a symlink (the file or a directory above it;
     # sha256sum follows links) counts as the file it leads to, if that file was restored too; one
     # leading out of the tree (or nowhere, or round in a loop) would verify the live system, not the backup
@@ -134,13 +135,18 @@ def restored_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if not p.is_symlink() and p.is_file()]  # lstat first: never follows
 
 
+def _in_origin(path: Path, origins: Sequence[Path]) -> tuple[str, ...] | None:
+    """The parts of an absolute `path` below the first origin it lies in (lexically), or None."""
+    for o in origins:
+        if path.parts[:len(o.parts)] == o.parts:
+            return path.parts[len(o.parts):]
+    return None
+
+
 def _under_origin(path: str, origins: Sequence[Path]) -> str:
     """A manifest's absolute path under one of the tree's origins, as a path relative to the tree."""
-    if os.path.isabs(path):
-        for o in origins:
-            if Path(path).is_relative_to(o) and Path(path) != o:
-                return str(Path(path).relative_to(o))
-    return path
+    rest = _in_origin(Path(path), origins) if os.path.isabs(path) else None
+    return str(Path(*rest)) if rest else path
 
 
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
@@ -164,9 +170,7 @@ def _follow_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str
 def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str | None:
     pending, here, links, last = list(Path(rel).parts), [], 0, ""
     while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
+        part = pending.pop(0)  # pathlib's parts are never "" or "."
         if part == "..":
             if not here:
                 return f"{last} leads above the restored tree" if links else None
@@ -183,15 +187,15 @@ def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str |
         if not link.is_absolute():
             pending[:0] = link.parts
             continue
-        origin = next((o for o in origins if link.parts[:len(o.parts)] == o.parts), None)
-        if origin is None:
+        rest = _in_origin(link, origins)
+        if rest is None:
             return f"{last} is a symlink to {link}, outside the restored tree" + (
                 "" if origins else " (set the source's `origin` to where the tree lived, to follow it inside the copy)")
-        here, pending[:0] = [], link.parts[len(origin.parts):]
+        here, pending[:0] = [], rest
     if not links:
         return None
-    final = root.joinpath(*here)
-    if final.is_file() and not final.is_symlink():
+    final = root.joinpath(*here)  # never a link itself: the walk followed every one
+    if final.is_file():
         return final
     return "symlink that leads nowhere" if not final.exists() else "symlink to a directory, not a file"
 

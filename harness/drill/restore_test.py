@@ -531,11 +531,11 @@ class RestoreTestRunner:
         bounds what the restore as a whole brought back."""
         try:
             seen = [r.saved_at(env.base / f"redis-{i}" / "dump.rdb") for i, r in enumerate(redis_sources)]
-            for i, f in enumerate(file_sources):
-                files = [] if i in facts.get("file_errors", {}) else restored_files(env.base / "files" / str(i))
+            for i, files in facts.get("file_lists", {}).items():  # listed by the checks: not walked again
                 if files:
                     newest = max(p.stat().st_mtime for p in files)
-                    seen.append((datetime.fromtimestamp(newest, UTC), f"newest file modification time in {f.path.name}"))
+                    seen.append((datetime.fromtimestamp(newest, UTC),
+                                 f"newest file modification time in {file_sources[i].path.name}"))
         except OSError as exc:  # no evidence then: RPO is reported as not measured
             facts["rpo_error"] = one_line(exc)
             return
@@ -727,16 +727,17 @@ class RestoreTestRunner:
                 summary.append({"path": str(src.path), "files": 0, "error": err})
                 out.append(Check(f"files {src.path.name}: restored", False, err, [err]))
                 continue
-            manifest = src.manifest()
+            manifest, files = src.manifest(), restored_files(root)
+            facts.setdefault("file_lists", {})[i] = files  # listed once: for the check, and RPO evidence after ready
+            entry = {"path": str(src.path), "files": len(files)}
+            summary.append(entry)
             if manifest is None:
-                found = len(restored_files(root))
-                summary.append({"path": str(src.path), "files": found})
-                out.append(Check(f"files {src.path.name}: restored", bool(found), f"{found} file(s), no manifest"))
+                out.append(Check(f"files {src.path.name}: restored", bool(files), f"{len(files)} file(s), no manifest"))
                 continue
             # a user's sha256sum file may leave out itself or a README: extra files are counted, not failed
             check = tree_check(f"files {src.path.name}: every file matches {Path(src.cfg.manifest).name}", root,
-                               manifest, extras_fail=False, origins=src.origins())
-            summary.append({"path": str(src.path), "files": check.data["restored"]})
+                               manifest, extras_fail=False, origins=src.origins(), files=files)
+            entry["files"] = check.data["restored"]
             out.append(check)
         facts["files"] = summary or None
         return out

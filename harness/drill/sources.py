@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RestoreTestFiles, RestoreTestPgBackRest, RestoreTestPgDump, RestoreTestRedis
-from harness.drill.checks import restored_files
 from harness.drill.pipeline import one_line as _one_line
 from harness.errors import ConfigError, EnvironmentStartError
 from resilience.backup.engines.pgbackrest import PgBackRest, PgBackRestBackup
@@ -395,7 +394,7 @@ def rdb_ctime(path: Path) -> datetime | None:
                 if seconds is None or not 1_230_768_000 <= seconds <= datetime.now(UTC).timestamp() + 86_400:
                     return None
                 return datetime.fromtimestamp(seconds, UTC)
-    except (IndexError, KeyError, ValueError, OverflowError, OSError):
+    except (IndexError, KeyError, ValueError):  # a header cut short or not Redis's
         return None
     return None
 
@@ -413,16 +412,24 @@ class FileTreeSource:
     def restore(self, target: Path) -> int:
         """Copy the tree (or extract the tarball) into `target`; returns the number of regular files.
         A damaged or unsafe tarball is a BackupError naming it (the caller fails this source's check)."""
-        if self.path.is_dir():
-            shutil.copytree(self.path, target, symlinks=True)
-        else:
+        copied = 0
+
+        def copy(src: str, dst: str) -> str:  # copytree calls it for regular files only (symlinks=True)
+            nonlocal copied
+            copied += 1
+            return shutil.copy2(src, dst)
+
+        try:
+            if self.path.is_dir():
+                shutil.copytree(self.path, target, symlinks=True, copy_function=copy)
+                return copied
             target.mkdir(parents=True)
-            try:
-                with tarfile.open(self.path) as tar:
-                    tar.extractall(target, filter=_keep_symlinks)
-            except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
-                raise BackupError(f"{self.path}: cannot extract ({type(exc).__name__}: {_one_line(exc)})") from None
-        return len(restored_files(target))
+            with tarfile.open(self.path) as tar:
+                tar.extractall(target, filter=_keep_symlinks)
+                return sum(1 for m in tar.getmembers() if m.isreg())
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+            raise BackupError(f"{self.path}: cannot {'copy' if self.path.is_dir() else 'extract'} "
+                              f"({type(exc).__name__}: {_one_line(exc)})") from None
 
     def origins(self) -> list[Path]:
         """Where the tree lived when backed up: absolute symlinks into these are followed inside the copy."""

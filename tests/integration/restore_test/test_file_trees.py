@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,19 @@ def test_an_absolute_link_into_the_trees_origin_is_checked_inside_the_restored_c
     assert check["passed"], check
     assert check["data"]["restored"] == 2 and check["data"]["unexpected"] == []  # the link is not a file of its own
     assert outcome.measurements.rto_s is not None
+    from harness.config import RestoreTestFiles
+    from harness.drill.sources import FileTreeSource
+    from resilience.backup.errors import BackupError
+
+    source = FileTreeSource(RestoreTestFiles(path=str(tarball)))
+    source.open()
+    assert source.restore(tmp_path / "copy-1") == 1  # regular files: the link is not one
+    source = FileTreeSource(RestoreTestFiles(path=str(tmp_path / "copy-1")))
+    source.open()
+    assert source.restore(tmp_path / "copy-2") == 1 and (tmp_path / "copy-2" / "current").is_symlink()
+    os.mkfifo(tmp_path / "copy-1" / "queue")  # a file copytree cannot copy: that source fails by name
+    with pytest.raises(BackupError, match=f"{tmp_path / 'copy-1'}: cannot copy \\(Error: .*named pipe"):
+        source.restore(tmp_path / "copy-3")
 
     outcome, checks = checks_of(tmp_path, {"path": str(tarball), "manifest": str(manifest)})
     check = checks["files app.tar.gz: every file matches SHA256SUMS"]
