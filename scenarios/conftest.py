@@ -58,6 +58,12 @@ def selected_variant(config, scenario: str, variant: str, default: tuple[str, ..
         pytest.skip(f"variant {variant!r} not selected (scenarios.{scenario}.variants)")
 
 
+def environment_and_experiment(request):
+    """The environment and the experiment, asked for only once the variant is selected: a skipped
+    variant starts no environment (it would cost seconds, and ports, for nothing)."""
+    return request.getfixturevalue("chaos_env"), request.getfixturevalue("chaos_experiment")
+
+
 def assert_passed(outcome) -> None:
     """A scenario passes only when every objective was measured and met."""
     failed = [f"{o.name}: {o.achieved} vs target {o.target} {o.unit}" for o in outcome.objectives if o.passed is False]

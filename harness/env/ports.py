@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections import deque
 
 LOOPBACK = "127.0.0.1"
 
+# Ports this process handed out recently. The kernel forgets a port once its probe socket closes
+# and may hand it out again, so two services of one environment (all picked before any starts)
+# could get the same port and the later one would find it "already in use".
+_RECENT: deque[int] = deque(maxlen=2048)
+_LOCK = threading.Lock()
+
 
 def free_port(host: str = LOOPBACK) -> int:
-    """A port the kernel just handed out on `host`; free at the moment of return."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port the kernel just handed out on `host`, free at the moment of return and not one this
+    process handed out among its last 2048."""
+    with _LOCK:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+            if port not in _RECENT:
+                _RECENT.append(port)
+                return port
+    raise OSError("no free port on loopback that was not handed out recently")
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
