@@ -135,11 +135,19 @@ def restored_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if not p.is_symlink() and p.is_file()]  # lstat first: never follows
 
 
+def _posix_parts(path: Path) -> tuple[str, ...]:
+    """`path.parts` with pathlib's "//" root read as "/", as the kernel reads it."""
+    parts = path.parts
+    return ("/", *parts[1:]) if parts[:1] == ("//",) else parts
+
+
 def _in_origin(path: Path, origins: Sequence[Path]) -> tuple[str, ...] | None:
     """The parts of an absolute `path` below the first origin it lies in (lexically), or None."""
+    parts = _posix_parts(path)
     for o in origins:
-        if path.parts[:len(o.parts)] == o.parts:
-            return path.parts[len(o.parts):]
+        root = _posix_parts(o)
+        if parts[:len(root)] == root:
+            return parts[len(root):]
     return None
 
 
@@ -169,6 +177,7 @@ def _follow_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str
 
 def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str | None:
     pending, here, links, last = list(Path(rel).parts), [], 0, ""
+    must_be_dir = False  # a link whose text ends in "/" names a directory as the path's last part
     while pending:
         part = pending.pop(0)  # pathlib's parts are never "" or "."
         if part == "..":
@@ -183,7 +192,9 @@ def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str |
         links, last = links + 1, "/".join((*here, part))
         if links > _MAX_LINKS:
             return "symlink loop"
-        link = Path(os.readlink(path))
+        text = os.readlink(path)
+        must_be_dir = must_be_dir or (text.endswith("/") and not pending)
+        link = Path(text)
         if not link.is_absolute():
             pending[:0] = link.parts
             continue
@@ -196,7 +207,7 @@ def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str |
         return None
     final = root.joinpath(*here)  # never a link itself: the walk followed every one
     if final.is_file():
-        return final
+        return final if not must_be_dir else "symlink to a file through a trailing '/', not a directory"
     return "symlink that leads nowhere" if not final.exists() else "symlink to a directory, not a file"
 
 

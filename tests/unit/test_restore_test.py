@@ -306,3 +306,27 @@ def test_tree_check_names_a_link_it_cannot_follow(tmp_path):
     assert check.data["linked_out"] == ["b" * 300, "long"] and not check.passed
     assert "long: cannot follow (File name too long)" in check.objects
     assert f"{'b' * 300}: cannot follow (File name too long)" in check.objects
+
+
+def test_tree_check_reads_links_as_the_kernel_does_a_double_slash_root_and_a_trailing_slash(tmp_path):
+    """`//srv/app/...` is `/srv/app/...` to the kernel, so it lies in the origin; a link whose text ends
+    in "/" must lead to a directory (the kernel says ENOTDIR for a file), so it is named, not hashed."""
+    import hashlib
+    from pathlib import Path
+
+    from harness.drill.checks import tree_check
+
+    origin = Path("/srv/app-that-is-not-here")
+    root = tmp_path / "tree"
+    (root / "releases" / "v3").mkdir(parents=True)
+    (root / "releases" / "v3" / "app.py").write_text("v3\n")
+    (root / "current").symlink_to(f"/{origin}/releases/v3")  # "//srv/…"
+    (root / "slashed").symlink_to("releases/v3/app.py/")
+    (root / "via").symlink_to("current/")  # a trailing "/" on a directory is fine
+    sha = hashlib.sha256(b"v3\n").hexdigest()
+
+    assert tree_check("files", root, {"current/app.py": sha, "via/app.py": sha}, origins=[origin],
+                      extras_fail=False).passed
+    assert tree_check("files", root, {f"/{origin}/releases/v3/app.py": sha}, origins=[origin], extras_fail=False).passed
+    bad = tree_check("files", root, {"slashed": sha}, origins=[origin], extras_fail=False)
+    assert bad.objects == ["slashed: symlink to a file through a trailing '/', not a directory"]
