@@ -120,7 +120,13 @@ def chaos_results_dir(pytestconfig: pytest.Config, chaos_config: Config) -> Path
 
 
 @pytest.fixture
-def chaos_env(chaos_config: Config, pytestconfig: pytest.Config):
+def chaos_case_selected() -> None:
+    """Runs before the environment starts. A scenario overrides it to skip a case its config does not
+    select (a variant), so that case costs no environment: an override may call `pytest.skip`."""
+
+
+@pytest.fixture
+def chaos_env(chaos_config: Config, pytestconfig: pytest.Config, chaos_case_selected: None):
     """The scenario's environment: a fresh local one (PostgreSQL, Redis, app; always torn down), or
     with `environment.kind = "external"` your own stack from `[services]` (checked, never stopped)."""
     from harness.env.external import ExternalEnvironment
@@ -128,9 +134,16 @@ def chaos_env(chaos_config: Config, pytestconfig: pytest.Config):
 
     try:
         env = (ExternalEnvironment(chaos_config) if chaos_config.environment.kind == "external"
-               else LocalEnvironment(chaos_config.environment.local, incidents=chaos_config.incidents)).__enter__()
+               else LocalEnvironment(chaos_config.environment.local, incidents=chaos_config.incidents))
     except HarnessError as exc:
-        _stop_session(exc, pytestconfig)  # the environment removed what it had started before raising
+        _stop_session(exc, pytestconfig)  # a constructor that raises has removed its record and dir
+    try:
+        env.__enter__()
+    except BaseException as exc:
+        env.__exit__(None, None, None)  # idempotent: its record and dir go too, whatever the start left
+        if isinstance(exc, HarnessError):
+            _stop_session(exc, pytestconfig)
+        raise
     try:
         yield env
     finally:

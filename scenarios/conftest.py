@@ -51,17 +51,12 @@ def kill_fault(env, kind: str, allow):
 
 def selected_variant(config, scenario: str, variant: str, default: tuple[str, ...] | None = None) -> None:
     """Skip a variant the config does not select (`scenarios.<scenario>.variants`; where the config
-    does not set it, the scenario's own `default`, else the config's default)."""
+    does not set it, the scenario's own `default`, else the config's default). Call it from the
+    scenario's `chaos_case_selected` fixture, which runs before the environment starts."""
     plan = config.scenario(scenario)
     variants = plan.variants if default is None or "variants" in plan.model_fields_set else default
     if variant not in variants:
         pytest.skip(f"variant {variant!r} not selected (scenarios.{scenario}.variants)")
-
-
-def environment_and_experiment(request):
-    """The environment and the experiment, asked for only once the variant is selected: a skipped
-    variant starts no environment (it would cost seconds, and ports, for nothing)."""
-    return request.getfixturevalue("chaos_env"), request.getfixturevalue("chaos_experiment")
 
 
 def assert_passed(outcome) -> None:

@@ -9,14 +9,17 @@ Either way /health must come back to 200 by itself.
 """
 
 import pytest
-from conftest import assert_passed, environment_and_experiment, outage_fault, selected_variant
+from conftest import assert_passed, outage_fault, selected_variant
+
+
+@pytest.fixture
+def chaos_case_selected(variant, chaos_config):
+    selected_variant(chaos_config, "cache_outage", variant, default=("network", "kill"))
 
 
 @pytest.mark.cache_outage
 @pytest.mark.parametrize("variant", ["network", "kill"])
-def test_cache_outage(variant, request, chaos_config):
-    selected_variant(chaos_config, "cache_outage", variant, default=("network", "kill"))
-    chaos_env, chaos_experiment = environment_and_experiment(request)
+def test_cache_outage(variant, request, chaos_env, chaos_config, chaos_experiment):
     fault = outage_fault(request, chaos_env, "redis", variant, chaos_env.allow_list())
     what = {"kill": "Redis killed (SIGKILL) and restarted empty after the hold",
             "network": "Redis unreachable: its proxy disabled (connections cut and refused)"}[variant]

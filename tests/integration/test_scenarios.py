@@ -77,3 +77,24 @@ def test_each_run_left_a_passed_result_and_a_report(session) -> None:
 def test_the_session_left_no_environment(session) -> None:
     _, _, before = session
     assert {r["id"] for r in load_state()} - before == set()
+
+
+
+def test_a_variant_the_config_does_not_select_starts_no_environment(tmp_path, monkeypatch) -> None:
+    """The unselected variant is skipped before its environment starts: an environment would SIGKILL
+    the session here (the crash point right after an environment is recorded)."""
+    from harness.crashpoints import CRASH_ENV
+    from harness.env.local import teardown_recorded
+
+    before = {r["id"] for r in load_state()}
+    monkeypatch.setenv(CRASH_ENV, "env.after_record")
+    try:
+        proc = run_scenarios(tmp_path, '[scenarios.db_outage]\nvariants = ["kill"]\n', "-m", "db_outage",
+                             "-k", "network", timeout=120)
+    finally:
+        for record in load_state():
+            if record["id"] not in before:
+                teardown_recorded(record)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert outcomes(tmp_path) == {"test_db_outage[network]": "skipped"}
+    assert "variant 'network' not selected" in proc.stdout

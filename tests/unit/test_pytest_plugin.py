@@ -5,6 +5,7 @@ FaultExperiment.run is stubbed, so what is tested is the plugin's wiring, not a 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import harness.env.external  # noqa: F401
 import harness.preflight  # noqa: F401
 import reports.run_report  # noqa: F401
 from harness.config import SCENARIO_NAMES
+from harness.env.local import load_state
 from harness.errors import EnvironmentStartError
 from harness.experiment import FaultExperiment, RunOutcome
 from harness.measure import Objective, Verdict
@@ -276,10 +278,14 @@ def test_an_environment_that_fails_to_start_stops_the_session_with_its_code(inne
     monkeypatch.setattr(LocalEnvironment, "__enter__", refuse)
     inner.makeconftest(ERROR_HOOK)
     inner.makepyfile("def test_one(chaos_env): raise AssertionError('never reached')")
+    before = {r["id"] for r in load_state()}
+    dirs = set(Path(tempfile.gettempdir()).glob("chaosdrill-env-*"))
     result = inner.runpytest()
     assert result.ret == EnvironmentStartError.exit_code == 4
     assert hook_saw(inner) == ("redis-server exited at start (stubbed)", 4)
     assert "never reached" not in result.stdout.str()
+    left = [r for r in load_state() if r["id"] not in before]  # the record and dir the constructor made
+    assert left == [] and set(Path(tempfile.gettempdir()).glob("chaosdrill-env-*")) <= dirs
 
 
 def test_exit_codes_of_a_scenario_session_are_pytests_otherwise(inner, stub_run) -> None:
