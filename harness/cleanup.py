@@ -1,9 +1,11 @@
-"""`chaosdrill cleanup`: undo what a killed run left — journaled faults, Locust runs, then recorded environments."""
+"""`chaosdrill cleanup`: undo what a killed run left — journaled faults, Locust runs, recorded environments,
+then the scratch dirs of drills and restore tests."""
 
 from __future__ import annotations
 
 import psutil
 
+from harness.drill.pipeline import abandoned_scratch_dirs
 from harness.env.local import load_state, teardown_recorded
 from harness.faults.journal import recover_leftovers
 from harness.load import stop_abandoned
@@ -18,7 +20,7 @@ def cleanup_all(include_live_envs: bool = False) -> list[str]:
     for record in load_state():
         if include_live_envs or abandoned(record):
             lines.append(teardown_recorded(record))
-    return lines
+    return lines + abandoned_scratch_dirs()
 
 
 def abandoned(record: dict) -> bool:

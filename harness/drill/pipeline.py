@@ -17,6 +17,7 @@ around the pipeline (the drill's plan: `plan.py`; the failover's: `failover.py`)
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,6 +25,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from harness.config import IncidentsConfig, LocalEnvConfig
 from harness.env.local import LocalEnvironment
@@ -102,12 +105,32 @@ class Stages:
         self.journal.append(StepRecord(name, "skipped", now, now, {"why": why}))
 
 
+SCRATCH_PREFIXES = ("chaosdrill-drill-", "chaosdrill-restore-test-")
+
+
 def scratch_dir(stack: ExitStack, prefix: str) -> Path:
-    """A temp dir the PostgreSQL OS user can write (pgBackRest's workdir, a repository), removed when `stack` closes."""
-    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    """A temp dir the PostgreSQL OS user can write (pgBackRest's workdir, a repository), removed when `stack` closes.
+    Its name carries our pid: a killed run cannot remove it, and it may hold a repository's credentials
+    (pgbackrest.conf), so `abandoned_scratch_dirs` (run by `chaosdrill cleanup`) removes it once we are gone."""
+    assert prefix in SCRATCH_PREFIXES, prefix
+    scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
     chown_to_pg_user(scratch)
     stack.callback(shutil.rmtree, scratch, True)
     return scratch
+
+
+def abandoned_scratch_dirs() -> list[str]:
+    """Remove the scratch dirs of drills and restore tests whose process is gone; a line for each."""
+    lines = []
+    for prefix in SCRATCH_PREFIXES:
+        for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            pid = path.name.removeprefix(prefix).split("-", 1)[0]
+            if not pid.isdigit() or psutil.pid_exists(int(pid)):
+                continue  # a live run's (or not one of ours)
+            shutil.rmtree(path, ignore_errors=True)
+            lines.append(f"removed {path} (scratch dir of a killed run, pid {pid})" if not path.exists()
+                         else f"FAILED to remove {path} (scratch dir of a killed run, pid {pid})")
+    return lines
 
 
 def fresh_environment(local: LocalEnvConfig, *, label: str, with_app: bool = False, proxy: bool = False,

@@ -17,6 +17,7 @@ class Interrupted:
     returncode: int
     stdout: str
     stderr: str  # everything the command wrote on stderr, the lines before the signal included
+    pid: int  # of the signalled process (what its leftovers are named by)
 
 
 def signal_cli_when(args: list[str], when: str, *, cwd: Path | None = None, sig: int = signal.SIGTERM,
@@ -32,4 +33,4 @@ def signal_cli_when(args: list[str], when: str, *, cwd: Path | None = None, sig:
     time.sleep(delay)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=timeout)
-    return Interrupted(proc.returncode, stdout, "".join(seen) + stderr)
+    return Interrupted(proc.returncode, stdout, "".join(seen) + stderr, proc.pid)

@@ -155,8 +155,13 @@ def test_a_killed_harness_leaves_a_container_that_cleanup_removes(postgres_image
                                "pg_amcheck on every database", sig=signal.SIGKILL)
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         assert containers() != [], "the container outlived the killed harness"
+        import tempfile
+        from pathlib import Path
+
+        [scratch] = Path(tempfile.gettempdir()).glob(f"chaosdrill-restore-test-{proc.pid}-*")  # holds pgbackrest.conf
         lines = cleanup_all()
-        assert any("restore-test" in ln for ln in lines), lines
+        assert any(ln.startswith("environment restore-test-") for ln in lines), lines
+        assert f"removed {scratch} (scratch dir of a killed run, pid {proc.pid})" in lines and not scratch.exists()
         import time
 
         deadline = time.monotonic() + 30
