@@ -140,7 +140,10 @@ def chaos_env(chaos_config: Config, pytestconfig: pytest.Config, chaos_case_sele
     try:
         env.__enter__()
     except BaseException as exc:
-        env.__exit__(None, None, None)  # idempotent: its record and dir go too, whatever the start left
+        try:
+            env.__exit__(None, None, None)  # idempotent: its record and dir go too, whatever the start left
+        except Exception:  # noqa: S110 - the start's error is the one to report; cleanup finds the record
+            pass
         if isinstance(exc, HarnessError):
             _stop_session(exc, pytestconfig)
         raise

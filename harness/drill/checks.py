@@ -176,14 +176,21 @@ def _follow_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str
 
 
 def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str | None:
+    # A link's text is split on "/" by hand: pathlib drops the "" and "." parts, and with them the
+    # kernel's rule that what comes before a "/", "." or ".." must be a directory (else ENOTDIR/ENOENT).
     pending, here, links, last = list(Path(rel).parts), [], 0, ""
-    must_be_dir = False  # a link whose text ends in "/" names a directory as the path's last part
     while pending:
-        part = pending.pop(0)  # pathlib's parts are never "" or "."
-        if part == "..":
-            if not here:
-                return f"{last} leads above the restored tree" if links else None
-            here.pop()
+        part = pending.pop(0)
+        if part in ("", ".", ".."):
+            at = root.joinpath(*here)  # used as a directory here
+            if not at.is_dir():
+                if not links:
+                    return None
+                return "symlink that leads nowhere" if not at.exists() else "symlink that uses a file as a directory"
+            if part == "..":
+                if not here:
+                    return f"{last} leads above the restored tree" if links else None
+                here.pop()
             continue
         path = root.joinpath(*here, part)
         if not path.is_symlink():
@@ -193,21 +200,20 @@ def _walk_in_tree(root: Path, rel: str, origins: Sequence[Path]) -> Path | str |
         if links > _MAX_LINKS:
             return "symlink loop"
         text = os.readlink(path)
-        must_be_dir = must_be_dir or (text.endswith("/") and not pending)
-        link = Path(text)
-        if not link.is_absolute():
-            pending[:0] = link.parts
+        if not text.startswith("/"):
+            pending[:0] = text.split("/")
             continue
-        rest = _in_origin(link, origins)
+        rest = _in_origin(Path(text), origins)
         if rest is None:
-            return f"{last} is a symlink to {link}, outside the restored tree" + (
+            return f"{last} is a symlink to {text}, outside the restored tree" + (
                 "" if origins else " (set the source's `origin` to where the tree lived, to follow it inside the copy)")
-        here, pending[:0] = [], rest
+        trailing = [""] if text.rsplit("/", 1)[-1] in ("", ".") else []  # ".../v3/" names a directory
+        here, pending[:0] = [], [*rest, *trailing]
     if not links:
         return None
     final = root.joinpath(*here)  # never a link itself: the walk followed every one
     if final.is_file():
-        return final if not must_be_dir else "symlink to a file through a trailing '/', not a directory"
+        return final
     return "symlink that leads nowhere" if not final.exists() else "symlink to a directory, not a file"
 
 

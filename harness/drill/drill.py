@@ -244,7 +244,7 @@ class DrillRunner:
         st = _State(tl=tl, run_dir=run_dir, stages=Stages(tl, "drill", journaled=False))
         status, error = DrillStatus.COMPLETED, None
         with ExitStack() as stack:
-            scratch = scratch_dir(stack, "chaosdrill-drill-")
+            scratch = scratch_dir(stack, "drill")
             try:
                 self._prepare(st, stack, scratch)
             except (BackupError, HarnessError) as exc:

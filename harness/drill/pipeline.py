@@ -17,8 +17,13 @@ around the pipeline (the drill's plan: `plan.py`; the failover's: `failover.py`)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pwd
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,7 +36,7 @@ import psutil
 from harness.config import IncidentsConfig, LocalEnvConfig
 from harness.env.local import LocalEnvironment
 from harness.env.procs import wait_until  # noqa: F401 - the pipeline's polling, re-exported
-from harness.env.servers import chown_to_pg_user, connect  # noqa: F401 - connect re-exported
+from harness.env.servers import PG_OS_USER, chown_to_pg_user, connect  # noqa: F401 - connect re-exported
 from harness.results import RunRecord, write_run
 from harness.timeline import Timeline
 
@@ -105,32 +110,73 @@ class Stages:
         self.journal.append(StepRecord(name, "skipped", now, now, {"why": why}))
 
 
-SCRATCH_PREFIXES = ("chaosdrill-drill-", "chaosdrill-restore-test-")
+SCRATCH_PREFIX = "chaosdrill-scratch-"  # no environment's dir (chaosdrill-<label>-…) starts so
+SCRATCH_KINDS = ("drill", "restore-test")
+_SCRATCH_NAME = re.compile(r"chaosdrill-scratch-(?:drill|restore-test)-(\d{1,7})-[A-Za-z0-9_]+")
+_OWNER_LOCK = ".owner.lock"
 
 
-def scratch_dir(stack: ExitStack, prefix: str) -> Path:
+def scratch_dir(stack: ExitStack, kind: str) -> Path:
     """A temp dir the PostgreSQL OS user can write (pgBackRest's workdir, a repository), removed when `stack` closes.
-    Its name carries our pid: a killed run cannot remove it, and it may hold a repository's credentials
-    (pgbackrest.conf), so `abandoned_scratch_dirs` (run by `chaosdrill cleanup`) removes it once we are gone."""
-    assert prefix in SCRATCH_PREFIXES, prefix
-    scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+    A killed run cannot remove it, and it may hold a repository's credentials (pgbackrest.conf), so
+    `abandoned_scratch_dirs` (run by `chaosdrill cleanup`) removes it once its run is gone. "Gone" is
+    an flock on a file inside, held while the run lives: the kernel drops it when the process dies,
+    however it dies, and it cannot be fooled by a reused pid (the pid in the name is for people)."""
+    if kind not in SCRATCH_KINDS:
+        raise ValueError(f"scratch kind {kind!r}; allowed: {', '.join(SCRATCH_KINDS)}")
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{kind}-{os.getpid()}-"))
+    lock = open(scratch / _OWNER_LOCK, "w")  # noqa: SIM115 - held until the stack closes
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    stack.callback(lock.close)
     chown_to_pg_user(scratch)
-    stack.callback(shutil.rmtree, scratch, True)
+    stack.callback(shutil.rmtree, scratch, True)  # runs first (LIFO), while the lock is still held
     return scratch
 
 
 def abandoned_scratch_dirs() -> list[str]:
-    """Remove the scratch dirs of drills and restore tests whose process is gone; a line for each."""
+    """Remove the scratch dirs of drills and restore tests whose run is gone; a line for each. Only
+    real directories with our name, owned by us (or, as root, by the PostgreSQL OS user)."""
+    owners = {os.geteuid()}
+    if os.geteuid() == 0:
+        with contextlib.suppress(KeyError):
+            owners.add(pwd.getpwnam(PG_OS_USER).pw_uid)
     lines = []
-    for prefix in SCRATCH_PREFIXES:
-        for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-            pid = path.name.removeprefix(prefix).split("-", 1)[0]
-            if not pid.isdigit() or psutil.pid_exists(int(pid)):
-                continue  # a live run's (or not one of ours)
+    for path in sorted(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*")):
+        found = _SCRATCH_NAME.fullmatch(path.name)
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if not found or not stat.S_ISDIR(st.st_mode) or st.st_uid not in owners:
+            continue  # not one of ours
+        with _owner_lock_if_free(path, int(found.group(1))) as free:
+            if not free:
+                continue  # its run is alive
             shutil.rmtree(path, ignore_errors=True)
-            lines.append(f"removed {path} (scratch dir of a killed run, pid {pid})" if not path.exists()
-                         else f"FAILED to remove {path} (scratch dir of a killed run, pid {pid})")
+        what = f"{path} (scratch dir of a killed run, pid {found.group(1)})"
+        lines.append(f"removed {what}" if not path.exists() else f"FAILED to remove {what}")
     return lines
+
+
+@contextmanager
+def _owner_lock_if_free(path: Path, pid: int) -> Iterator[bool]:
+    """True (holding the lock) when no live run holds the dir's owner lock. A dir without one (a run
+    killed between making it and locking it) counts as free once the pid in its name is gone."""
+    try:
+        fd = os.open(path / _OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        yield not psutil.pid_exists(pid)
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def fresh_environment(local: LocalEnvConfig, *, label: str, with_app: bool = False, proxy: bool = False,

@@ -273,7 +273,7 @@ class RestoreTestRunner:
         error = None
         interrupted: Interrupted | None = None
         with ExitStack() as stack:
-            scratch = scratch_dir(stack, "chaosdrill-restore-test-")
+            scratch = scratch_dir(stack, "restore-test")
             try:
                 pg, redis_sources, file_sources, bindir = self._open(scratch)
             except (BackupError, OSError) as exc:

@@ -29,7 +29,7 @@ from harness.config import IncidentsConfig, LocalEnvConfig
 from harness.crashpoints import crash_point
 from harness.env.app_process import AppProcess, ToxiproxyProcess
 from harness.env.base import Endpoint, Service
-from harness.env.ports import LOOPBACK, free_port
+from harness.env.ports import LOOPBACK, free_port, reserve
 from harness.env.procs import kill_marked, kill_tree, strays, wait_gone
 from harness.env.servers import PostgresServer, RedisServer, chown_to_pg_user
 from harness.errors import EnvironmentStartError
@@ -75,7 +75,7 @@ class LocalEnvironment:
             if with_app:
                 pg_port = self.proxy_ports.get("postgres", self.postgres.port)
                 redis_port = self.proxy_ports.get("redis", self.redis.port)
-                self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
+                self.app = AppProcess(self.base / "app", port=reserve(self.config.app_port) if self.config.app_port else free_port(),
                                       pg_dsn=f"postgresql://postgres@{LOOPBACK}:{pg_port}/postgres",
                                       redis_url=f"redis://{LOOPBACK}:{redis_port}/0", settings=self.config.app,
                                       incidents=incidents)

@@ -10,3 +10,46 @@ def test_free_port_never_hands_out_a_recent_port_twice() -> None:
     # a repeat is two services of one environment on one port, the later one failing to start.
     ports = [free_port() for _ in range(1500)]
     assert len(set(ports)) == len(ports)
+
+
+class _Kernel:
+    """bind(0) answering from a script of ports (what a kernel could do), to test the choices made on them."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+
+    def socket(self, *args):
+        kernel = self
+
+        class _Sock:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def bind(self, addr):
+                self.port = kernel.ports.pop(0) if len(kernel.ports) > 1 else kernel.ports[0]
+
+            def getsockname(self):
+                return ("127.0.0.1", self.port)
+
+        return _Sock()
+
+
+def test_a_port_the_config_fixed_is_not_handed_to_another_service(monkeypatch) -> None:
+    from harness.env import ports
+
+    ports.reserve(40001)
+    monkeypatch.setattr(ports.socket, "socket", _Kernel([40001, 40001, 40003]).socket)
+    assert ports.free_port() == 40003
+
+
+def test_a_narrow_port_range_still_gets_a_port_not_an_error(monkeypatch) -> None:
+    """When every port the kernel offers was handed out lately (a tiny ip_local_port_range), the last
+    offer is taken: an error would stop a long session that the kernel could still serve."""
+    from harness.env import ports
+
+    ports.reserve(40005)
+    monkeypatch.setattr(ports.socket, "socket", _Kernel([40005]).socket)
+    assert ports.free_port() == 40005

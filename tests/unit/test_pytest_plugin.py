@@ -278,14 +278,14 @@ def test_an_environment_that_fails_to_start_stops_the_session_with_its_code(inne
     monkeypatch.setattr(LocalEnvironment, "__enter__", refuse)
     inner.makeconftest(ERROR_HOOK)
     inner.makepyfile("def test_one(chaos_env): raise AssertionError('never reached')")
+    monkeypatch.setattr(tempfile, "tempdir", str(inner.path))  # where the environment's dir would be made
     before = {r["id"] for r in load_state()}
-    dirs = set(Path(tempfile.gettempdir()).glob("chaosdrill-env-*"))
     result = inner.runpytest()
     assert result.ret == EnvironmentStartError.exit_code == 4
     assert hook_saw(inner) == ("redis-server exited at start (stubbed)", 4)
     assert "never reached" not in result.stdout.str()
     left = [r for r in load_state() if r["id"] not in before]  # the record and dir the constructor made
-    assert left == [] and set(Path(tempfile.gettempdir()).glob("chaosdrill-env-*")) <= dirs
+    assert left == [] and list(inner.path.glob("chaosdrill-env-*")) == []
 
 
 def test_exit_codes_of_a_scenario_session_are_pytests_otherwise(inner, stub_run) -> None:

@@ -328,5 +328,20 @@ def test_tree_check_reads_links_as_the_kernel_does_a_double_slash_root_and_a_tra
     assert tree_check("files", root, {"current/app.py": sha, "via/app.py": sha}, origins=[origin],
                       extras_fail=False).passed
     assert tree_check("files", root, {f"/{origin}/releases/v3/app.py": sha}, origins=[origin], extras_fail=False).passed
-    bad = tree_check("files", root, {"slashed": sha}, origins=[origin], extras_fail=False)
-    assert bad.objects == ["slashed: symlink to a file through a trailing '/', not a directory"]
+    # what comes before "/", "." or ".." must be a directory, as the kernel says (ENOTDIR, ENOENT)
+    (root / "dotted").symlink_to("releases/v3/app.py/.")
+    (root / "updown").symlink_to("releases/v3/app.py/../app.py")
+    (root / "ghost").symlink_to("releases/gone/../v3/app.py")
+    (root / "abs").symlink_to(f"{origin}/releases/v3/app.py/")
+    (root / "fine").symlink_to("releases/./v3//app.py")
+    assert tree_check("files", root, {"fine": sha}, extras_fail=False).passed
+    bad = tree_check("files", root, {k: sha for k in ("slashed", "dotted", "updown", "ghost", "abs")},
+                     origins=[origin], extras_fail=False)
+    assert bad.objects == ["abs: symlink that uses a file as a directory", "dotted: symlink that uses a file as a directory",
+                           "ghost: symlink that leads nowhere", "slashed: symlink that uses a file as a directory",
+                           "updown: symlink that uses a file as a directory"]
+    for name in ("slashed", "dotted", "updown", "ghost", "abs"):  # the kernel agrees (abs: via its origin)
+        if name != "abs":
+            with pytest.raises((NotADirectoryError, FileNotFoundError)):
+                (root / name).read_bytes()
+    assert (root / "fine").read_bytes() == b"v3\n"

@@ -158,7 +158,7 @@ def test_a_killed_harness_leaves_a_container_that_cleanup_removes(postgres_image
         import tempfile
         from pathlib import Path
 
-        [scratch] = Path(tempfile.gettempdir()).glob(f"chaosdrill-restore-test-{proc.pid}-*")  # holds pgbackrest.conf
+        [scratch] = Path(tempfile.gettempdir()).glob(f"chaosdrill-scratch-restore-test-{proc.pid}-*")  # holds pgbackrest.conf
         lines = cleanup_all()
         assert any(ln.startswith("environment restore-test-") for ln in lines), lines
         assert f"removed {scratch} (scratch dir of a killed run, pid {proc.pid})" in lines and not scratch.exists()
