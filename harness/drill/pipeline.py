@@ -25,6 +25,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -121,15 +122,21 @@ def scratch_dir(stack: ExitStack, kind: str) -> Path:
 
     A killed run cannot remove it, and it may hold a repository's credentials (pgbackrest.conf), so
     `abandoned_scratch_dirs` (run by `chaosdrill cleanup`) removes it once its run is gone. "Gone" is
-    an flock on a file inside, held while the run lives: the kernel drops it when the process dies,
-    however it dies, and it cannot be fooled by a reused pid (the pid in the name is for people)."""
+    an flock on `.owner.lock` inside, held while the run lives: the kernel drops it when the process
+    dies, however it dies, and a reused pid cannot fake it. The lock file is locked under another name
+    and renamed into place, so a concurrent cleanup never finds it unlocked while its run lives."""
     if kind not in SCRATCH_KINDS:
         raise ValueError(f"scratch kind {kind!r}; allowed: {', '.join(SCRATCH_KINDS)}")
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{kind}-{os.getpid()}-"))
-    lock = open(scratch / _OWNER_LOCK, "w")  # noqa: SIM115 - held until the stack closes
-    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    stack.callback(lock.close)
-    chown_to_pg_user(scratch)
+    try:
+        fd = os.open(scratch / ".owner.lock.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        stack.callback(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(scratch / ".owner.lock.new", scratch / _OWNER_LOCK)
+        chown_to_pg_user(scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     stack.callback(shutil.rmtree, scratch, True)  # runs first (LIFO), while the lock is still held
     return scratch
 
@@ -150,7 +157,7 @@ def abandoned_scratch_dirs() -> list[str]:
             continue
         if not found or not stat.S_ISDIR(st.st_mode) or st.st_uid not in owners:
             continue  # not one of ours
-        with _owner_lock_if_free(path, int(found.group(1))) as free:
+        with _owner_lock_if_free(path, int(found.group(1)), st.st_mtime) as free:
             if not free:
                 continue  # its run is alive
             shutil.rmtree(path, ignore_errors=True)
@@ -159,16 +166,26 @@ def abandoned_scratch_dirs() -> list[str]:
     return lines
 
 
+_UNLOCKED_GRACE_S = 60  # a dir without its lock file: a run killed while making it, or one just starting
+
+
 @contextmanager
-def _owner_lock_if_free(path: Path, pid: int) -> Iterator[bool]:
-    """True (holding the lock) when no live run holds the dir's owner lock. A dir without one (a run
-    killed between making it and locking it) counts as free once the pid in its name is gone."""
+def _owner_lock_if_free(path: Path, pid: int, mtime: float) -> Iterator[bool]:
+    """True (holding the lock) when no live run holds the dir's owner lock. A dir without one (its run
+    was killed before the lock was in place) is free once the pid in its name is gone and the dir is
+    a minute old (a pid from another pid namespace proves nothing about a dir just made)."""
     try:
-        fd = os.open(path / _OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path / _OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield not psutil.pid_exists(pid) and time.time() - mtime > _UNLOCKED_GRACE_S
+        return
     except OSError:
-        yield not psutil.pid_exists(pid)
+        yield False  # a link or something we may not open: not ours to judge
         return
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            yield False  # a FIFO or device under that name is not our lock
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

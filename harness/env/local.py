@@ -59,6 +59,9 @@ class LocalEnvironment:
         self.marker = f"env:{self.id}"
         # Named now, made only once the record names it: a kill in between leaves no unrecorded dir.
         self.base = Path(tempfile.gettempdir()) / f"chaosdrill-{self.id}-{uuid.uuid4().hex[:8]}"
+        for fixed in (self.config.postgres_port, self.config.redis_port, self.config.app_port):
+            if fixed:
+                reserve(fixed)  # before any port is drawn for the proxies or the app
         try:
             self.postgres = PostgresServer(self.base / "pg", port=self.config.postgres_port or None,
                                            settings=dict(pg_settings or {}), marker=self.marker)
@@ -75,7 +78,7 @@ class LocalEnvironment:
             if with_app:
                 pg_port = self.proxy_ports.get("postgres", self.postgres.port)
                 redis_port = self.proxy_ports.get("redis", self.redis.port)
-                self.app = AppProcess(self.base / "app", port=reserve(self.config.app_port) if self.config.app_port else free_port(),
+                self.app = AppProcess(self.base / "app", port=self.config.app_port or free_port(),
                                       pg_dsn=f"postgresql://postgres@{LOOPBACK}:{pg_port}/postgres",
                                       redis_url=f"redis://{LOOPBACK}:{redis_port}/0", settings=self.config.app,
                                       incidents=incidents)

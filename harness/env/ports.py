@@ -13,27 +13,35 @@ LOOPBACK = "127.0.0.1"
 # and may hand it out again, so two services of one environment (all picked before any starts)
 # could get the same port and the later one would find it "already in use".
 _RECENT: deque[int] = deque(maxlen=2048)
+_RESERVED: set[int] = set()  # fixed by a config: never handed to another service
 _LOCK = threading.Lock()
 
 
 def free_port(host: str = LOOPBACK) -> int:
-    """A port the kernel just handed out on `host`, free at the moment of return and, unless a narrow
-    `ip_local_port_range` leaves no other, not one this process handed out (or reserved) lately."""
+    """A port the kernel just handed out on `host`, free at the moment of return, never one a config
+    fixed (`reserve`) and, unless a narrow `ip_local_port_range` leaves no other, not one this
+    process handed out lately."""
     with _LOCK:
+        offered = None
         for _ in range(100):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
+            if port in _RESERVED:
+                continue
+            offered = port
             if port not in _RECENT:
                 break
-        _RECENT.append(port)
-        return port
+        if offered is None:
+            raise OSError(f"the kernel offered only ports reserved by the config on {host}")
+        _RECENT.append(offered)
+        return offered
 
 
 def reserve(port: int) -> int:
     """A port the config fixed for a service: `free_port` will not hand it to another one."""
     with _LOCK:
-        _RECENT.append(port)
+        _RESERVED.add(port)
     return port
 
 

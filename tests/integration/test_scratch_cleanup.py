@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def test_cleanup_removes_the_scratch_dirs_of_killed_runs_only(tmp_path, monkeypa
     assert killed.returncode == -9 and (left / "pgbackrest.conf").is_file(), killed.stderr
     unlocked = tmp_path / f"chaosdrill-scratch-drill-{NO_SUCH_PID}-abcd1234"  # killed before it locked
     unlocked.mkdir()
+    os.utime(unlocked, (time.time() - 120, time.time() - 120))
+    just_made = tmp_path / f"chaosdrill-scratch-drill-{NO_SUCH_PID}-new12345"  # not locked yet: a minute's grace
+    just_made.mkdir()
+    fifo = tmp_path / f"chaosdrill-scratch-drill-{NO_SUCH_PID}-fifo1234"  # a FIFO as the lock: never opened blocking
+    fifo.mkdir()
+    os.mkfifo(fifo / ".owner.lock")
     # Not ours: an environment's dir, names that only look like ours, a symlink, a file.
     env_dir = tmp_path / "chaosdrill-restore-test-31415926-27182818"
     big = tmp_path / f"chaosdrill-scratch-drill-{'9' * 20}-x"
@@ -45,6 +52,7 @@ def test_cleanup_removes_the_scratch_dirs_of_killed_runs_only(tmp_path, monkeypa
     with ExitStack() as stack:
         live = scratch_dir(stack, "restore-test")
         assert live.name.startswith(f"chaosdrill-scratch-restore-test-{os.getpid()}-") and live.parent == tmp_path
+        assert sorted(p.name for p in live.iterdir()) == [".owner.lock"]  # locked, then renamed into place
 
         assert sorted(_scratch_lines()) == sorted([
             f"removed {left} (scratch dir of a killed run, pid {killed.stdout.strip().split('-')[-2]})",
@@ -53,7 +61,8 @@ def test_cleanup_removes_the_scratch_dirs_of_killed_runs_only(tmp_path, monkeypa
         assert live.is_dir()  # a running run's dir stays, though its pid is ours
         assert abandoned_scratch_dirs() == []
     assert not live.exists()  # its own run removes it on the way out
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (env_dir, big, link, plain))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (env_dir, big, link, plain, just_made,
+                                                                                 fifo))
 
 
 def test_a_live_run_in_another_process_keeps_its_scratch_dir(tmp_path, monkeypatch) -> None:

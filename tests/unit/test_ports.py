@@ -46,10 +46,16 @@ def test_a_port_the_config_fixed_is_not_handed_to_another_service(monkeypatch) -
 
 
 def test_a_narrow_port_range_still_gets_a_port_not_an_error(monkeypatch) -> None:
-    """When every port the kernel offers was handed out lately (a tiny ip_local_port_range), the last
-    offer is taken: an error would stop a long session that the kernel could still serve."""
+    """When every port the kernel offers was handed out lately (a tiny ip_local_port_range), its offer
+    is taken, an error would stop a long session the kernel could still serve; a reserved port never."""
+    import pytest
+
     from harness.env import ports
 
     ports.reserve(40005)
+    monkeypatch.setattr(ports.socket, "socket", _Kernel([40005, 40007]).socket)
+    assert ports.free_port() == 40007
+    assert ports.free_port() == 40007  # handed out lately, but the only offer left
     monkeypatch.setattr(ports.socket, "socket", _Kernel([40005]).socket)
-    assert ports.free_port() == 40005
+    with pytest.raises(OSError, match="only ports reserved"):
+        ports.free_port()
