@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import psutil
 
-from harness.drill.pipeline import abandoned_scratch_dirs
 from harness.env.local import load_state, teardown_recorded
+from harness.env.scratch import abandoned_scratch_dirs
 from harness.faults.journal import recover_leftovers
 from harness.load import stop_abandoned
 

@@ -11,6 +11,7 @@ this module only wires config, environment and results into pytest.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -140,10 +141,8 @@ def chaos_env(chaos_config: Config, pytestconfig: pytest.Config, chaos_case_sele
     try:
         env.__enter__()
     except BaseException as exc:
-        try:
+        with contextlib.suppress(Exception):  # the start's error is the one to report; cleanup finds the record
             env.__exit__(None, None, None)  # idempotent: its record and dir go too, whatever the start left
-        except Exception:  # noqa: S110 - the start's error is the one to report; cleanup finds the record
-            pass
         if isinstance(exc, HarnessError):
             _stop_session(exc, pytestconfig)
         raise

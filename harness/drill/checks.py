@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -132,7 +133,7 @@ def tree_check(name: str, root: Path | None, expected: Mapping[str, str], *, siz
 
 def restored_files(root: Path) -> list[Path]:
     """The regular files of a restored tree; a symlink is not a file of its own (rglob enters no linked dir)."""
-    return [p for p in root.rglob("*") if not p.is_symlink() and p.is_file()]  # lstat first: never follows
+    return [p for p in root.rglob("*") if stat.S_ISREG(p.lstat().st_mode)]  # one lstat each: never follows
 
 
 def _posix_parts(path: Path) -> tuple[str, ...]:

@@ -65,7 +65,6 @@ from harness.drill.pipeline import (
     connect,
     fresh_environment,
     retry_until,
-    scratch_dir,
     write_and_render,
 )
 from harness.drill.pipeline import one_line as _one_line
@@ -85,6 +84,7 @@ from harness.drill.plan import (
     plan_from_config,
 )
 from harness.env.local import LocalEnvironment
+from harness.env.scratch import scratch_dir
 from harness.env.servers import chown_to_pg_user
 from harness.errors import ConfigError, HarnessError
 from harness.guards import RUN_ABORTED

@@ -48,7 +48,6 @@ from harness.drill.pipeline import (
     fresh_environment,
     one_line,
     retry_until,
-    scratch_dir,
     write_and_render,
 )
 from harness.drill.sources import (
@@ -63,6 +62,7 @@ from harness.drill.sources import (
 )
 from harness.env.local import LocalEnvironment
 from harness.env.ports import LOOPBACK
+from harness.env.scratch import scratch_dir
 from harness.env.servers import RedisServer, chown_to_pg_user
 from harness.errors import ConfigError, HarnessError
 from harness.guards import RUN_ABORTED

@@ -22,7 +22,7 @@ import psutil
 
 from harness.crashpoints import crash_point
 from harness.env.child import ChildProcess
-from harness.env.ports import LOOPBACK, free_port, port_in_use, reserve, wait_for_port
+from harness.env.ports import LOOPBACK, free_port, port_in_use, wait_for_port
 from harness.env.procs import MARKER_ENV, child_env, kill_tree, wait_gone
 from harness.errors import EnvironmentStartError
 from harness.scope import RestartRecipe
@@ -76,7 +76,7 @@ def _claim_port(port: int | None, what: str) -> int:
         return free_port()
     if port_in_use(port):
         raise EnvironmentStartError(f"{what}: port {port} on {LOOPBACK} is already in use")
-    return reserve(port)
+    return port
 
 
 def connect(port: int, dbname: str = "postgres", *, timeout_ms: int = 30000, connect_timeout: int = 3):

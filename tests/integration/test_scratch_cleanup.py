@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from harness.cleanup import cleanup_all
-from harness.drill.pipeline import abandoned_scratch_dirs, scratch_dir
+from harness.env.scratch import abandoned_scratch_dirs, scratch_dir
 
 NO_SUCH_PID = 4194305  # above the largest pid_max Linux allows
 
@@ -25,7 +25,7 @@ def _scratch_lines() -> list[str]:
 def test_cleanup_removes_the_scratch_dirs_of_killed_runs_only(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     # A run SIGKILLed while its scratch dir (holding a secret) existed: its lock went with it.
-    code = ("import os, signal, sys; from contextlib import ExitStack; from harness.drill.pipeline import scratch_dir\n"
+    code = ("import os, signal, sys; from contextlib import ExitStack; from harness.env.scratch import scratch_dir\n"
             "d = scratch_dir(ExitStack(), 'restore-test'); (d / 'pgbackrest.conf').write_text('repo1-cipher-pass=x')\n"
             "print(d, flush=True); os.kill(os.getpid(), signal.SIGKILL)\n")
     killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -67,7 +67,7 @@ def test_cleanup_removes_the_scratch_dirs_of_killed_runs_only(tmp_path, monkeypa
 
 def test_a_live_run_in_another_process_keeps_its_scratch_dir(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    code = ("import sys; from contextlib import ExitStack; from harness.drill.pipeline import scratch_dir\n"
+    code = ("import sys; from contextlib import ExitStack; from harness.env.scratch import scratch_dir\n"
             "with ExitStack() as s:\n    print(scratch_dir(s, 'drill'), flush=True); sys.stdin.read()\n")
     run = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                            env=os.environ | {"TMPDIR": str(tmp_path)})
